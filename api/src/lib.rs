@@ -1,0 +1,82 @@
+//! The Corredor HTTP API as a library: `app` builds the endpoint (tests call it directly), `serve`
+//! runs it on any acceptor with graceful shutdown, `cli` holds the binary's subcommands.
+
+pub mod body;
+pub mod cli;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod security;
+pub mod state;
+
+use std::future::Future;
+use std::time::Duration;
+
+use poem::listener::Acceptor;
+use poem::middleware::Cors;
+use poem::{Endpoint, EndpointExt, IntoResponse, Route, Server, get};
+
+pub use state::AppState;
+
+/// Requests with a larger body are refused with 413 before they are read.
+pub const MAX_BODY_BYTES: usize = 60 * 1024 * 1024;
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> impl Endpoint {
+    let api = openapi::service();
+    let (swagger, redoc, spec) = (api.swagger_ui(), api.redoc(), api.spec_endpoint());
+    let settings = &state.infra.settings;
+    let cors = Cors::new()
+        .allow_origins(settings.allowed_origins.iter().map(String::as_str))
+        .allow_credentials(true)
+        .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+        .allow_headers(["authorization", "content-type", "accept", "origin", "x-requested-with", "x-request-id"])
+        .expose_headers(["x-request-id", "retry-after"]);
+    let metrics = state.metrics.clone();
+    Route::new()
+        .nest("/", api)
+        .nest("/docs", swagger)
+        .nest("/redoc", redoc)
+        .at("/openapi.json", spec)
+        .at("/metrics", get(routes::utility::metrics))
+        .before(|mut req| async move {
+            // The reference service served the broker collection with a trailing slash too.
+            if req.uri().path() == "/api/brokers/" {
+                let target = match req.uri().query() {
+                    Some(q) => format!("/api/brokers?{q}"),
+                    None => "/api/brokers".to_string(),
+                };
+                if let Ok(uri) = target.parse() {
+                    *req.uri_mut() = uri;
+                }
+            }
+            // Refuse declared oversize bodies before reading them; JSON bodies are also read with a limit.
+            let declared = req.header("content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+            if declared > MAX_BODY_BYTES {
+                return Err(error::ApiError(shared::Error::PayloadTooLarge("The request body is too large".into())).into());
+            }
+            Ok(req)
+        })
+        .data(state)
+        .around(|ep, req| async move {
+            let path = req.uri().path().to_string();
+            Ok(match ep.call(req).await {
+                Ok(resp) => resp.into_response(),
+                Err(err) => error::catch_all(err, &path),
+            })
+        })
+        .with(cors)
+        .around(move |ep, req| metrics::observe(ep, req, metrics.clone()))
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests for at most 25 s.
+pub async fn serve<A: Acceptor + 'static>(
+    acceptor: A,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app(state), shutdown, Some(Duration::from_secs(25)))
+        .await
+}

@@ -1,0 +1,25 @@
+//! One file per feature area, each its own `#[OpenApi]` struct; `openapi.rs` composes them.
+
+pub mod admin;
+pub mod auth;
+pub mod brokers;
+pub mod leads;
+pub mod utility;
+
+use poem_openapi::Tags;
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Registration, login and the current user
+    Auth,
+    /// Leads: CRUD, assignment, pipeline moves, CSV import, GDPR export
+    Leads,
+    /// Brokers (tenants); writes are SUPERADMIN only
+    Brokers,
+    /// Users of a broker; ADMIN manages its own broker's
+    BrokerUsers,
+    /// Platform administration: audit log
+    Admin,
+    /// Service information and health
+    Utility,
+}

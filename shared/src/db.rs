@@ -1,0 +1,97 @@
+//! Database pool set-up, database creation, and the mapping of constraint violations.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr, Statement};
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+
+/// Opens the pool. Acquire and connect time-outs are short so a request never hangs on a dead database.
+pub async fn connect(settings: &Settings) -> Result<DatabaseConnection> {
+    let mut opts = ConnectOptions::new(settings.database_url.clone());
+    opts.max_connections(settings.db_max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(300))
+        .sqlx_logging(false);
+    Ok(Database::connect(opts).await?)
+}
+
+/// Splits `postgres://…/name?x` into (`postgres://…/postgres?x`, `name`).
+pub fn split_database_url(url: &str) -> Result<(String, String)> {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (server, name) = base.rsplit_once('/').ok_or_else(|| Error::Config("DATABASE_URL has no database name".into()))?;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(Error::Config("DATABASE_URL database name must be [A-Za-z0-9_-]".into()));
+    }
+    let admin = match query {
+        Some(q) => format!("{server}/postgres?{q}"),
+        None => format!("{server}/postgres"),
+    };
+    Ok((admin, name.to_string()))
+}
+
+/// Creates the database named in `url` if it does not exist yet.
+pub async fn ensure_database(url: &str) -> Result<()> {
+    let (admin_url, name) = split_database_url(url)?;
+    let admin = Database::connect(admin_url).await?;
+    let exists = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            [name.clone().into()],
+        ))
+        .await?
+        .is_some();
+    if !exists {
+        // The name was checked to be [A-Za-z0-9_-] above.
+        if let Err(e) = admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await {
+            // Another process may have created it concurrently.
+            if unique_constraint(&e).is_none() && !e.to_string().contains("already exists") {
+                return Err(e.into());
+            }
+        }
+    }
+    admin.close().await?;
+    Ok(())
+}
+
+/// The name of the unique constraint (or unique index) a statement violated, if that is what failed.
+pub fn unique_constraint(err: &DbErr) -> Option<String> {
+    let db_err = match err {
+        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) => e.as_database_error()?,
+        _ => return None,
+    };
+    if db_err.code().as_deref() == Some("23505") {
+        Some(db_err.constraint().unwrap_or_default().to_string())
+    } else {
+        None
+    }
+}
+
+/// True when the error means the database could not be reached (not a bad query).
+pub fn is_connection_error(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as SqlxError;
+    match err {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
+        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) => {
+            matches!(e.as_ref(), SqlxError::Io(_) | SqlxError::PoolTimedOut | SqlxError::PoolClosed | SqlxError::Tls(_))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_database_urls() {
+        let (admin, name) = split_database_url("postgres://u@h:5432/corredor?sslmode=disable").unwrap();
+        assert_eq!(admin, "postgres://u@h:5432/postgres?sslmode=disable");
+        assert_eq!(name, "corredor");
+        assert!(split_database_url("postgres://u@h:5432/bad;name").is_err());
+    }
+}

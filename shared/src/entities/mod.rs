@@ -1,0 +1,12 @@
+//! sea-orm entities, one file per table, in the shape `sea-orm-cli generate entity` produces.
+//! Behaviour lives in the feature modules, not here.
+
+pub mod activity_log;
+pub mod audit_logs;
+pub mod broker_chat_configs;
+pub mod broker_lead_configs;
+pub mod broker_prompt_configs;
+pub mod brokers;
+pub mod chat_messages;
+pub mod leads;
+pub mod users;

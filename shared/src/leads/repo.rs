@@ -1,0 +1,190 @@
+//! Tenant-scoped lead queries. Every function takes the caller's scope; there is no unscoped read.
+
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select, Set,
+};
+use serde_json::Value;
+
+use super::model::{Calificacion, Stage, Status};
+use crate::ctx::{Ctx, LeadScope};
+use crate::entities::{activity_log, leads};
+use crate::error::{Error, Result};
+
+/// Validated list filters.
+#[derive(Clone, Debug, Default)]
+pub struct LeadFilter {
+    pub statuses: Vec<Status>,
+    pub min_score: Option<f64>,
+    pub max_score: Option<f64>,
+    pub search: Option<String>,
+    pub stage: Option<Stage>,
+    pub assigned_to: Option<i64>,
+    pub created_from: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_to: Option<chrono::DateTime<chrono::Utc>>,
+    pub calificacion: Option<Calificacion>,
+    pub tags: Vec<String>,
+    pub broker_id: Option<i64>,
+    pub skip: u64,
+    pub limit: u64,
+}
+
+/// `leads` restricted to what `scope` may see.
+pub fn scoped(scope: LeadScope) -> Select<leads::Entity> {
+    let q = leads::Entity::find();
+    match scope {
+        LeadScope::All { broker_id: None } => q,
+        LeadScope::All { broker_id: Some(b) } | LeadScope::Broker(b) => q.filter(leads::Column::BrokerId.eq(b)),
+        LeadScope::Assigned { broker_id, user_id } => {
+            q.filter(leads::Column::BrokerId.eq(broker_id)).filter(leads::Column::AssignedTo.eq(user_id))
+        }
+    }
+}
+
+/// The lead `id` if the caller may see it; otherwise 404 (never revealing that it exists).
+pub async fn find_visible(db: &impl ConnectionTrait, ctx: &Ctx, id: i64) -> Result<leads::Model> {
+    scoped(ctx.lead_scope(None)?).filter(leads::Column::Id.eq(id)).one(db).await?.ok_or(Error::NotFound("Lead"))
+}
+
+/// Same as [`find_visible`], locking the row for the rest of the transaction.
+pub async fn lock_visible(db: &impl ConnectionTrait, ctx: &Ctx, id: i64) -> Result<leads::Model> {
+    scoped(ctx.lead_scope(None)?)
+        .filter(leads::Column::Id.eq(id))
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .ok_or(Error::NotFound("Lead"))
+}
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// One page of leads, best score first, and the total matching the filters.
+pub async fn list(db: &impl ConnectionTrait, ctx: &Ctx, f: &LeadFilter) -> Result<(Vec<leads::Model>, u64)> {
+    let mut q = scoped(ctx.lead_scope(f.broker_id)?);
+    let mut cond = Condition::all();
+    match f.statuses.as_slice() {
+        [] => {}
+        [one] => cond = cond.add(leads::Column::Status.eq(one.as_str())),
+        many => cond = cond.add(leads::Column::Status.is_in(many.iter().map(|s| s.as_str()))),
+    }
+    if let Some(min) = f.min_score {
+        cond = cond.add(leads::Column::LeadScore.gte(min));
+    }
+    if let Some(max) = f.max_score {
+        cond = cond.add(leads::Column::LeadScore.lte(max));
+    }
+    if let Some(needle) = &f.search {
+        cond = cond.add(Expr::col(leads::Column::SearchText).like(format!("%{}%", like_escape(needle))));
+    }
+    if let Some(stage) = f.stage {
+        cond = cond.add(leads::Column::PipelineStage.eq(stage.as_str()));
+    }
+    if let Some(a) = f.assigned_to {
+        cond = cond.add(leads::Column::AssignedTo.eq(a));
+    }
+    if let Some(from) = f.created_from {
+        cond = cond.add(leads::Column::CreatedAt.gte(from));
+    }
+    if let Some(to) = f.created_to {
+        cond = cond.add(leads::Column::CreatedAt.lte(to));
+    }
+    if let Some(c) = f.calificacion {
+        cond = cond.add(leads::Column::Calificacion.eq(c.as_str()));
+    }
+    if !f.tags.is_empty() {
+        cond = cond.add(Expr::cust_with_values("tags @> $1::jsonb", [Value::from(f.tags.clone())]));
+    }
+    q = q.filter(cond);
+    let page = q
+        .clone()
+        .order_by_desc(leads::Column::LeadScore)
+        .order_by_desc(leads::Column::Id)
+        .offset(f.skip)
+        .limit(f.limit);
+    let (rows, total) = tokio::try_join!(page.all(db), q.count(db))?;
+    Ok((rows, total))
+}
+
+/// Maps a unique violation on insert/update to 409 `lead_exists` with the existing lead's id.
+pub async fn duplicate_error(
+    db: &impl ConnectionTrait,
+    err: sea_orm::DbErr,
+    broker_id: i64,
+    phone: Option<&str>,
+    email: Option<&str>,
+) -> Error {
+    let existing = match crate::db::unique_constraint(&err).as_deref() {
+        Some("leads_broker_phone_key") => find_by_contact(db, broker_id, phone, None).await,
+        Some("leads_broker_email_key") => find_by_contact(db, broker_id, None, email).await,
+        _ => return err.into(),
+    };
+    match existing {
+        Ok(Some(id)) => Error::LeadExists { lead_id: id },
+        Ok(None) => Error::conflict("lead_exists", "A lead with this phone or email already exists"),
+        Err(e) => e,
+    }
+}
+
+/// The id of a broker's lead with this phone or email.
+pub async fn find_by_contact(
+    db: &impl ConnectionTrait,
+    broker_id: i64,
+    phone: Option<&str>,
+    email: Option<&str>,
+) -> Result<Option<i64>> {
+    let mut any = Condition::any();
+    if let Some(p) = phone {
+        any = any.add(leads::Column::Phone.eq(p));
+    }
+    if let Some(e) = email {
+        any = any.add(leads::Column::Email.eq(e));
+    }
+    if phone.is_none() && email.is_none() {
+        return Ok(None);
+    }
+    Ok(leads::Entity::find()
+        .select_only()
+        .column(leads::Column::Id)
+        .filter(leads::Column::BrokerId.eq(broker_id))
+        .filter(any)
+        .order_by_asc(leads::Column::Id)
+        .into_tuple::<i64>()
+        .one(db)
+        .await?)
+}
+
+/// Appends an activity row for a lead.
+pub async fn add_activity(
+    db: &impl ConnectionTrait,
+    ctx: &Ctx,
+    lead: &leads::Model,
+    action_type: &str,
+    details: Value,
+) -> Result<()> {
+    activity_log::ActiveModel {
+        lead_id: Set(lead.id),
+        broker_id: Set(lead.broker_id),
+        user_id: Set(ctx.user_id),
+        action_type: Set(action_type.to_string()),
+        details: Set(details),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// The newest `n` activities of a lead (all of them with `None`).
+pub async fn activities(db: &impl ConnectionTrait, lead_id: i64, n: Option<u64>) -> Result<Vec<activity_log::Model>> {
+    let q = activity_log::Entity::find()
+        .filter(activity_log::Column::LeadId.eq(lead_id))
+        .order_by_desc(activity_log::Column::CreatedAt)
+        .order_by_desc(activity_log::Column::Id);
+    Ok(match n {
+        Some(n) => q.limit(n).all(db).await?,
+        None => q.all(db).await?,
+    })
+}

@@ -1,0 +1,39 @@
+//! Everything both binaries share: settings, the error vocabulary, the tenant context, database
+//! entities, pure domain rules and the services that apply them.
+//!
+//! - [`config`]: `Settings`, read once from the environment.
+//! - [`error`]: the one error type, each variant with its HTTP status and stable `code`.
+//! - [`ctx`]: `Ctx`, the caller's identity, passed first to every repository and service call.
+//! - [`db`]: pool set-up, database creation and constraint mapping.
+//! - [`entities`]: sea-orm entities of every table.
+//! - [`auth`], [`leads`], [`brokers`], [`audit`]: one module per feature (model, repo, service).
+//! - [`text`], [`crypto`], [`ratelimit`], [`events`], [`redis_conn`]: small shared tools.
+
+pub mod audit;
+pub mod auth;
+pub mod brokers;
+pub mod config;
+pub mod crypto;
+pub mod ctx;
+pub mod db;
+pub mod demo;
+pub mod entities;
+pub mod error;
+pub mod events;
+pub mod infra;
+pub mod leads;
+pub mod ratelimit;
+pub mod redis_conn;
+pub mod telemetry;
+pub mod text;
+
+pub use config::Settings;
+pub use ctx::{Ctx, Role};
+pub use error::{Error, Result};
+pub use infra::Infra;
+
+/// Installs ring as the process-wide rustls crypto provider (sqlx and reqwest share it).
+/// Safe to call more than once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
