@@ -1,1 +1,10 @@
+//! Integration tests: one binary, each test with its own PostgreSQL database (copied from a migrated
+//! template) and its own Redis key prefix, so they run in parallel against real infrastructure.
 
+mod common;
+
+mod auth;
+mod brokers;
+mod leads;
+mod malformed;
+mod utility;
