@@ -72,6 +72,29 @@ fn structural_error<T: Type>(value: &Value) -> Option<poem::Error> {
     None
 }
 
+/// PostgreSQL text cannot hold NUL characters: find the first string (or key) that has one.
+fn nul_path(v: &Value) -> Option<Vec<String>> {
+    match v {
+        Value::String(s) if s.contains('\0') => Some(vec![]),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            nul_path(item).map(|mut p| {
+                p.insert(0, i.to_string());
+                p
+            })
+        }),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            if k.contains('\0') {
+                return Some(vec![k.replace('\0', "")]);
+            }
+            nul_path(item).map(|mut p| {
+                p.insert(0, k.clone());
+                p
+            })
+        }),
+        _ => None,
+    }
+}
+
 fn field_in(reason: &str) -> Option<&str> {
     let start = reason.find("field `")? + 7;
     let end = reason[start..].find('`')?;
@@ -118,6 +141,11 @@ impl<'a, T: ParseFromJSON + Type + Send> ApiExtractor<'a> for JsonBody<T> {
         }
         let value: Value = serde_json::from_slice(&data)
             .map_err(|e| invalid(body_loc(None), format!("JSON decode error: {e}"), "json_invalid"))?;
+        if let Some(path) = nul_path(&value) {
+            let mut loc = body_loc(None);
+            loc.extend(path);
+            return Err(invalid(loc, "NUL characters are not allowed", "string_nul"));
+        }
         match T::parse_from_json(Some(value.clone())) {
             Ok(v) => Ok(JsonBody(v)),
             Err(e) => {

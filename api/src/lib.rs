@@ -51,6 +51,14 @@ pub fn app(state: AppState) -> impl Endpoint {
                     *req.uri_mut() = uri;
                 }
             }
+            // PostgreSQL text cannot hold NUL; refuse it in the path or query before any handler sees it.
+            if req.uri().path_and_query().is_some_and(|pq| pq.as_str().to_ascii_lowercase().contains("%00")) {
+                return Err(error::ApiError(shared::Error::invalid(
+                    "validation_error",
+                    shared::error::FieldError { loc: vec!["query".into()], msg: "NUL characters are not allowed".into(), kind: "string_nul".into() },
+                ))
+                .into());
+            }
             // Refuse declared oversize bodies before reading them; JSON bodies are also read with a limit.
             let declared = req.header("content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
             if declared > MAX_BODY_BYTES {
