@@ -60,13 +60,19 @@ fn structural_error<T: Type>(value: &Value) -> Option<poem::Error> {
         }
     }
     for (name, prop) in &schema.properties {
-        let Some(v) = obj.get(*name).filter(|v| !v.is_null()) else { continue };
+        let Some(v) = obj.get(*name).filter(|v| !v.is_null()) else {
+            continue;
+        };
         let expected = match prop {
             MetaSchemaRef::Inline(s) => s.ty,
             MetaSchemaRef::Reference(r) => registry.schemas.get(r).map(|s| s.ty).unwrap_or(""),
         };
         if !accepts(expected, json_type(v)) {
-            return Some(invalid(body_loc(Some(name)), format!("Input should be a valid {expected}"), &format!("{expected}_type")));
+            return Some(invalid(
+                body_loc(Some(name)),
+                format!("Input should be a valid {expected}"),
+                &format!("{expected}_type"),
+            ));
         }
     }
     None
@@ -128,7 +134,11 @@ impl<'a, T: ParseFromJSON + Type + Send> ApiExtractor<'a> for JsonBody<T> {
                 m.type_() == "application" && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"))
             });
             if !is_json {
-                return Err(invalid(body_loc(None), format!("Content-Type must be application/json, not {ct}"), "content_type"));
+                return Err(invalid(
+                    body_loc(None),
+                    format!("Content-Type must be application/json, not {ct}"),
+                    "content_type",
+                ));
             }
         }
         let too_large = || ApiError(shared::Error::PayloadTooLarge("JSON bodies are limited to 1 MiB".into()));

@@ -108,7 +108,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let superadmin = settings.superadmin_email.clone().zip(settings.superadmin_password.clone());
     let infra = Infra::connect(settings).await?;
     if let Some((email, password)) = superadmin {
-        let created = shared::auth::service::upsert_superadmin(&infra.db, &email, password.expose_secret(), false).await?;
+        let created =
+            shared::auth::service::upsert_superadmin(&infra.db, &email, password.expose_secret(), false).await?;
         if created {
             tracing::info!(email = %email, "superadmin created from SUPERADMIN_EMAIL");
         }

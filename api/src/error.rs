@@ -180,9 +180,7 @@ pub fn catch_all(err: poem::Error, path: &str) -> Response {
             }
             StatusCode::PAYLOAD_TOO_LARGE => shared::Error::PayloadTooLarge("The request body is too large".into()),
             StatusCode::UNAUTHORIZED => shared::Error::Unauthorized("Not authenticated".into()),
-            s if s.is_client_error() => {
-                validation(vec!["body".into()], err.to_string(), "value_error")
-            }
+            s if s.is_client_error() => validation(vec!["body".into()], err.to_string(), "value_error"),
             _ => shared::Error::internal(anyhow::anyhow!("{err}")),
         }
     };

@@ -55,14 +55,20 @@ pub fn app(state: AppState) -> impl Endpoint {
             if req.uri().path_and_query().is_some_and(|pq| pq.as_str().to_ascii_lowercase().contains("%00")) {
                 return Err(error::ApiError(shared::Error::invalid(
                     "validation_error",
-                    shared::error::FieldError { loc: vec!["query".into()], msg: "NUL characters are not allowed".into(), kind: "string_nul".into() },
+                    shared::error::FieldError {
+                        loc: vec!["query".into()],
+                        msg: "NUL characters are not allowed".into(),
+                        kind: "string_nul".into(),
+                    },
                 ))
                 .into());
             }
             // Refuse declared oversize bodies before reading them; JSON bodies are also read with a limit.
             let declared = req.header("content-length").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
             if declared > MAX_BODY_BYTES {
-                return Err(error::ApiError(shared::Error::PayloadTooLarge("The request body is too large".into())).into());
+                return Err(
+                    error::ApiError(shared::Error::PayloadTooLarge("The request body is too large".into())).into()
+                );
             }
             Ok(req)
         })

@@ -36,9 +36,8 @@ impl Metrics {
         )
         .expect("valid counter definition");
         let latency = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by operation").buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by operation")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             &["operation", "method"],
         )
         .expect("valid histogram definition");
@@ -85,7 +84,11 @@ pub async fn observe<E: Endpoint>(ep: E, mut req: Request, metrics: std::sync::A
         Err(e) => e.into_response(),
     };
     let elapsed = started.elapsed();
-    let operation = resp.data::<poem_openapi::OperationId>().map(|o| o.0).unwrap_or(if resp.status() == 404 { "unmatched" } else { "other" });
+    let operation = resp.data::<poem_openapi::OperationId>().map(|o| o.0).unwrap_or(if resp.status() == 404 {
+        "unmatched"
+    } else {
+        "other"
+    });
     metrics.observe(operation, &method, resp.status().as_u16(), elapsed.as_secs_f64());
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);

@@ -7,11 +7,15 @@ use crate::routes::{admin::AdminApi, auth::AuthApi, brokers::BrokersApi, leads::
 pub type Apis = (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi);
 
 pub fn service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new((UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi), "Corredor API", env!("CARGO_PKG_VERSION"))
-        .description(
-            "Backend of an AI lead-qualification CRM for real-estate brokerages. Errors are JSON \
+    OpenApiService::new(
+        (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi),
+        "Corredor API",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Backend of an AI lead-qualification CRM for real-estate brokerages. Errors are JSON \
              `{detail, code}`; validation errors are 422 with `detail` as a list of `{loc, msg, type}`.",
-        )
+    )
 }
 
 /// The spec as pretty JSON, as served at `/openapi.json` and committed as `openapi.json`.

@@ -37,17 +37,15 @@ fn state(req: &Request) -> Result<&AppState, ApiError> {
 
 /// The client address: the socket peer, or the first `X-Forwarded-For` entry behind a trusted router.
 pub fn client_ip(req: &Request, trust_forwarded_for: bool) -> String {
-    if trust_forwarded_for {
-        if let Some(first) = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-        {
-            return first.chars().take(64).collect();
-        }
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    if trust_forwarded_for && let Some(first) = forwarded {
+        return first.chars().take(64).collect();
     }
     match req.remote_addr().as_socket_addr() {
         Some(addr) => addr.ip().to_string(),

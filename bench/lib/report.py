@@ -186,9 +186,9 @@ def fmt(v, digits=1):
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, (int, float)):
-        if isinstance(v, float) and not v.is_integer():
+        if isinstance(v, float):
             return f"{v:,.{digits}f}"
-        return f"{int(v):,}"
+        return f"{v:,}"
     return str(v)
 
 
@@ -247,7 +247,7 @@ def cmd_summary(a) -> int:
         if n == "bulk_import":
             rps = f"{fmt(r.get('rows_per_sec'), 0)} rows/s"
         else:
-            rps = fmt(r.get("requests_per_sec"))
+            rps = fmt(r.get("requests_per_sec"), 0)
         lines.append(
             f"| {n}{mark} | {fmt(r.get('connections'))} | {rps} | {fmt(r.get('latency_p50_ms'), 2)} | "
             f"{fmt(r.get('latency_p99_ms'), 2)} | {fmt(r.get('errors'))} | {fmt(r.get('peak_rss_mb'))} | {notes_for(r)} |"
@@ -257,9 +257,10 @@ def cmd_summary(a) -> int:
     extra = []
     if st:
         s = f"Cold start {fmt(st.get('cold_start_ms'), 0)} ms, idle RSS {fmt(st.get('idle_rss_mb'))} MB"
-        missed = [k for k, v in (st.get("targets") or {}).items() if v.get("pass") is False]
+        missed = [f"{k} (target {v['target']})" for k, v in (st.get("targets") or {}).items()
+                  if v.get("pass") is False]
         if missed:
-            s += " (missed: " + ", ".join(missed) + ")"
+            s += "; missed: " + ", ".join(missed)
         extra.append(s + ("" if st.get("run_id") == a.run_id else " †"))
     mline = (f"Machine: {m.get('cpus')} CPUs ({m.get('cpu_model')}), {fmt(m.get('mem_gb'))} GB RAM, "
              f"Linux {m.get('kernel')}; run {a.run_id}")

@@ -57,14 +57,18 @@ impl Settings {
 
         let secret_key = match var("SECRET_KEY") {
             Some(k) if k.len() >= 32 => k,
-            Some(_) if production => return Err(config_error("SECRET_KEY must be at least 32 characters")),
+            Some(_) if production => {
+                return Err(config_error("SECRET_KEY must be at least 32 characters"));
+            }
             Some(k) => k,
             None if production => return Err(config_error("SECRET_KEY is required in production")),
             None => DEV_SECRET_KEY.to_string(),
         };
         let encryption_key = match var("ENCRYPTION_KEY") {
             Some(hex_key) => parse_key(&hex_key)?,
-            None if production => return Err(config_error("ENCRYPTION_KEY is required in production")),
+            None if production => {
+                return Err(config_error("ENCRYPTION_KEY is required in production"));
+            }
             None => crate::crypto::derive_key(&secret_key),
         };
         let parse_num = |k: &str, default: u64| -> Result<u64> {
@@ -74,7 +78,8 @@ impl Settings {
             }
         };
         let port = u16::try_from(parse_num("PORT", 8000)?).map_err(|_| config_error("PORT is out of range"))?;
-        let truthy = |k: &str| var(k).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        let truthy =
+            |k: &str| var(k).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
 
         Ok(Self {
             database_url: var("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/corredor".into()),

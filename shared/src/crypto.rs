@@ -44,7 +44,9 @@ impl Cipher {
 
     /// Decrypts a value written by [`Cipher::encrypt`]; plain strings pass through unchanged.
     pub fn decrypt(&self, value: &str) -> Option<String> {
-        let Some(b64) = value.strip_prefix(PREFIX) else { return Some(value.to_string()) };
+        let Some(b64) = value.strip_prefix(PREFIX) else {
+            return Some(value.to_string());
+        };
         let buf = STANDARD.decode(b64).ok()?;
         if buf.len() < 12 {
             return None;

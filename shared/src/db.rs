@@ -22,7 +22,8 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection> {
 /// Splits `postgres://…/name?x` into (`postgres://…/postgres?x`, `name`).
 pub fn split_database_url(url: &str) -> Result<(String, String)> {
     let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let (server, name) = base.rsplit_once('/').ok_or_else(|| Error::Config("DATABASE_URL has no database name".into()))?;
+    let (server, name) =
+        base.rsplit_once('/').ok_or_else(|| Error::Config("DATABASE_URL has no database name".into()))?;
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return Err(Error::Config("DATABASE_URL database name must be [A-Za-z0-9_-]".into()));
     }

@@ -7,14 +7,14 @@ use rand::distr::Alphanumeric;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set, TransactionTrait};
 use serde_json::{Map, Value, json};
 
+use crate::Infra;
 use crate::auth::password;
 use crate::brokers::repo as broker_repo;
 use crate::ctx::Role;
 use crate::entities::{brokers, leads, users};
 use crate::error::{Error, Result};
-use crate::leads::model::{Stage, Status, search_text, seal_metadata};
+use crate::leads::model::{Stage, Status, seal_metadata, search_text};
 use crate::text::Email;
-use crate::Infra;
 
 pub const DEMO_SLUG: &str = "corredor-demo";
 pub const ADMIN_EMAIL: &str = "admin@demo.cl";
@@ -29,44 +29,66 @@ pub struct Seeded {
     pub leads: u64,
 }
 
-const FIRST: [&str; 10] = ["María", "José", "Camila", "Matías", "Valentina", "Benjamín", "Catalina", "Tomás", "Fernanda", "Joaquín"];
-const LAST: [&str; 10] = ["González", "Muñoz", "Rojas", "Díaz", "Pérez", "Soto", "Contreras", "Silva", "Martínez", "Sepúlveda"];
-const COMUNAS: [&str; 10] = ["Ñuñoa", "Providencia", "Las Condes", "La Florida", "Maipú", "Santiago", "Viña del Mar", "Concepción", "Puente Alto", "Vitacura"];
+const FIRST: [&str; 10] =
+    ["María", "José", "Camila", "Matías", "Valentina", "Benjamín", "Catalina", "Tomás", "Fernanda", "Joaquín"];
+const LAST: [&str; 10] =
+    ["González", "Muñoz", "Rojas", "Díaz", "Pérez", "Soto", "Contreras", "Silva", "Martínez", "Sepúlveda"];
+const COMUNAS: [&str; 10] = [
+    "Ñuñoa",
+    "Providencia",
+    "Las Condes",
+    "La Florida",
+    "Maipú",
+    "Santiago",
+    "Viña del Mar",
+    "Concepción",
+    "Puente Alto",
+    "Vitacura",
+];
 
 fn random_password() -> String {
     let body: String = rand::rng().sample_iter(&Alphanumeric).take(12).map(char::from).collect();
     format!("{body}-7")
 }
 
+struct DemoLead {
+    name: String,
+    phone: String,
+    email: String,
+    score: f64,
+    stage: Stage,
+    calificacion: Option<&'static str>,
+    metadata: Map<String, Value>,
+    tags: Vec<String>,
+}
+
 /// The demo leads: deterministic, spread over every stage, status and qualification.
-fn demo_leads() -> Vec<(String, String, String, f64, Stage, Option<&'static str>, Map<String, Value>, Vec<String>)> {
+fn demo_leads() -> Vec<DemoLead> {
     (0..50u32)
         .map(|i| {
-            let name = format!("{} {}", FIRST[(i % 10) as usize], LAST[((i / 10 + i) % 10) as usize]);
-            let phone = format!("+569{:08}", 71_000_000 + i * 7919);
-            let email = format!("{}.{}{}@correo.cl", crate::text::fold(FIRST[(i % 10) as usize]), crate::text::fold(LAST[((i / 10 + i) % 10) as usize]).replace(' ', ""), i);
-            let score = f64::from((i * 37) % 101);
-            let stage = Stage::ALL[(i % 8) as usize];
-            let calificacion = match i % 4 {
-                0 => Some("calificado"),
-                1 => Some("potencial"),
-                2 => Some("no_calificado"),
-                _ => None,
-            };
-            let mut meta = Map::new();
-            meta.insert("location".into(), json!(COMUNAS[(i % 10) as usize]));
-            meta.insert("monthly_income".into(), json!(600_000 + (i % 7) * 450_000));
-            meta.insert("dicom_status".into(), json!(if i % 5 == 2 { "has_debt" } else { "clean" }));
-            meta.insert("property_type".into(), json!(if i % 3 == 0 { "casa" } else { "departamento" }));
-            meta.insert("bedrooms".into(), json!(1 + i % 4));
-            meta.insert("budget".into(), json!({"amount": 2500 + (i % 9) * 500, "currency": "UF"}));
-            meta.insert("source".into(), json!(["webchat", "telegram", "whatsapp", "csv"][(i % 4) as usize]));
-            let tags = match i % 3 {
-                0 => vec!["inversionista".to_string()],
-                1 => vec!["primera-vivienda".to_string(), "subsidio".to_string()],
-                _ => vec![],
-            };
-            (name, phone, email, score, stage, calificacion, meta, tags)
+            let (first, last) = (FIRST[(i % 10) as usize], LAST[((i / 10 + i) % 10) as usize]);
+            let mut metadata = Map::new();
+            metadata.insert("location".into(), json!(COMUNAS[(i % 10) as usize]));
+            metadata.insert("monthly_income".into(), json!(600_000 + (i % 7) * 450_000));
+            metadata.insert("dicom_status".into(), json!(if i % 5 == 2 { "has_debt" } else { "clean" }));
+            metadata.insert("property_type".into(), json!(if i % 3 == 0 { "casa" } else { "departamento" }));
+            metadata.insert("bedrooms".into(), json!(1 + i % 4));
+            metadata.insert("budget".into(), json!({"amount": 2500 + (i % 9) * 500, "currency": "UF"}));
+            metadata.insert("source".into(), json!(["webchat", "telegram", "whatsapp", "csv"][(i % 4) as usize]));
+            DemoLead {
+                name: format!("{first} {last}"),
+                phone: format!("+569{:08}", 71_000_000 + i * 7919),
+                email: format!("{}.{}{i}@correo.cl", crate::text::fold(first), crate::text::fold(last)),
+                score: f64::from((i * 37) % 101),
+                stage: Stage::ALL[(i % 8) as usize],
+                calificacion: [Some("calificado"), Some("potencial"), Some("no_calificado"), None][(i % 4) as usize],
+                metadata,
+                tags: match i % 3 {
+                    0 => vec!["inversionista".to_string()],
+                    1 => vec!["primera-vivienda".to_string(), "subsidio".to_string()],
+                    _ => vec![],
+                },
+            }
         })
         .collect()
 }
@@ -89,7 +111,9 @@ pub async fn seed(infra: &Infra, password: Option<String>) -> Result<Seeded> {
                 am.is_active = Set(true);
                 am.update(&txn).await?.id
             }
-            Some(_) => return Err(Error::conflict("email_taken", format!("{email} belongs to another broker"))),
+            Some(_) => {
+                return Err(Error::conflict("email_taken", format!("{email} belongs to another broker")));
+            }
             None => {
                 let email = Email::parse(email).map_err(|m| Error::internal(anyhow::anyhow!(m)))?;
                 crate::auth::service::insert_user(&txn, &email, &hashed, name, role, Some(broker.id)).await?.id
@@ -98,7 +122,8 @@ pub async fn seed(infra: &Infra, password: Option<String>) -> Result<Seeded> {
         ids.push(id);
     }
     let agent_id = ids.get(1).copied();
-    for (i, (name, phone, email, score, stage, calificacion, meta, tags)) in demo_leads().into_iter().enumerate() {
+    for (i, lead) in demo_leads().into_iter().enumerate() {
+        let DemoLead { name, phone, email, score, stage, calificacion, metadata, tags } = lead;
         if crate::leads::repo::find_by_contact(&txn, broker.id, Some(&phone), Some(&email)).await?.is_some() {
             continue;
         }
@@ -120,7 +145,7 @@ pub async fn seed(infra: &Infra, password: Option<String>) -> Result<Seeded> {
             calificacion: Set(calificacion.map(String::from)),
             assigned_to: Set(if i % 2 == 0 { agent_id } else { None }),
             tags: Set(json!(tags)),
-            metadata: Set(seal_metadata(&infra.cipher, meta)),
+            metadata: Set(seal_metadata(&infra.cipher, metadata)),
             ..Default::default()
         }
         .insert(&txn)

@@ -14,7 +14,12 @@ mod jsonwebtoken_free {
     }
 
     pub fn hs256_with_wrong_key(claims: &serde_json::Value) -> String {
-        format!("{}.{}.{}", encode(br#"{"alg":"HS256","typ":"JWT"}"#), encode(claims.to_string().as_bytes()), encode(b"not-a-real-signature-of-32-bytes"))
+        format!(
+            "{}.{}.{}",
+            encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+            encode(claims.to_string().as_bytes()),
+            encode(b"not-a-real-signature-of-32-bytes")
+        )
     }
 
     mod base64_free {
@@ -46,7 +51,12 @@ async fn register_returns_a_token_for_a_new_admin_with_its_own_broker() {
     resp.assert_status_is_ok();
     let b = body(resp).await;
     assert_eq!(b["token_type"], "bearer");
-    let me = app.client().get("/auth/me").header("authorization", format!("Bearer {}", b["access_token"].as_str().unwrap())).send().await;
+    let me = app
+        .client()
+        .get("/auth/me")
+        .header("authorization", format!("Bearer {}", b["access_token"].as_str().unwrap()))
+        .send()
+        .await;
     me.assert_status_is_ok();
     let me = body(me).await;
     assert_eq!(me["email"], "admin@inmobiliaria-activa.cl");
@@ -90,7 +100,8 @@ async fn weak_passwords_and_bad_emails_are_422_naming_the_field() {
         .await;
     let b = expect_error(resp, 422, "validation_error").await;
     assert_eq!(b["detail"][0]["loc"], json!(["body", "email"]));
-    let resp = app.client().post("/auth/register").body_json(&json!({"email": "a@b.cl", "password": PASSWORD})).send().await;
+    let resp =
+        app.client().post("/auth/register").body_json(&json!({"email": "a@b.cl", "password": PASSWORD})).send().await;
     let b = expect_error(resp, 422, "validation_error").await;
     assert_eq!(b["detail"][0]["loc"], json!(["body", "broker_name"]));
     assert_eq!(b["detail"][0]["type"], "missing");
@@ -100,14 +111,17 @@ async fn weak_passwords_and_bad_emails_are_422_naming_the_field() {
 async fn login_accepts_the_right_password_only() {
     let app = TestApp::spawn().await;
     let admin = app.register("ana@x.cl", "Ana Propiedades").await;
-    let ok = app.client().post("/auth/login").body_json(&json!({"email": " ANA@x.cl ", "password": PASSWORD})).send().await;
+    let ok =
+        app.client().post("/auth/login").body_json(&json!({"email": " ANA@x.cl ", "password": PASSWORD})).send().await;
     ok.assert_status_is_ok();
     assert_eq!(body(ok).await["token_type"], "bearer");
 
-    let wrong = app.client().post("/auth/login").body_json(&json!({"email": "ana@x.cl", "password": "Wrong123!"})).send().await;
+    let wrong =
+        app.client().post("/auth/login").body_json(&json!({"email": "ana@x.cl", "password": "Wrong123!"})).send().await;
     assert_eq!(wrong.0.headers().get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Bearer"));
     expect_error(wrong, 401, "invalid_credentials").await;
-    let unknown = app.client().post("/auth/login").body_json(&json!({"email": "nadie@x.cl", "password": PASSWORD})).send().await;
+    let unknown =
+        app.client().post("/auth/login").body_json(&json!({"email": "nadie@x.cl", "password": PASSWORD})).send().await;
     let b = expect_error(unknown, 401, "invalid_credentials").await;
     assert_eq!(b["detail"], "Invalid credentials");
     assert!(admin.id > 0);
@@ -150,7 +164,11 @@ async fn requests_without_a_valid_token_are_401_with_www_authenticate() {
             req = req.header("authorization", h);
         }
         let resp = req.send().await;
-        assert_eq!(resp.0.headers().get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Bearer"), "{header:?}");
+        assert_eq!(
+            resp.0.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+            Some("Bearer"),
+            "{header:?}"
+        );
         expect_error(resp, 401, "not_authenticated").await;
     }
 }
@@ -212,16 +230,28 @@ async fn login_is_throttled_after_five_attempts_a_minute() {
     let app = TestApp::spawn().await;
     app.register("brute@x.cl", "Brute").await;
     for _ in 0..5 {
-        let r = app.client().post("/auth/login").body_json(&json!({"email": "brute@x.cl", "password": "Nope1234!"})).send().await;
+        let r = app
+            .client()
+            .post("/auth/login")
+            .body_json(&json!({"email": "brute@x.cl", "password": "Nope1234!"}))
+            .send()
+            .await;
         r.assert_status(poem::http::StatusCode::UNAUTHORIZED);
     }
-    let resp = app.client().post("/auth/login").body_json(&json!({"email": "brute@x.cl", "password": PASSWORD})).send().await;
-    let retry_after: u64 = resp.0.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap();
+    let resp =
+        app.client().post("/auth/login").body_json(&json!({"email": "brute@x.cl", "password": PASSWORD})).send().await;
+    let retry_after: u64 =
+        resp.0.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap();
     assert!((1..=61).contains(&retry_after));
     expect_error(resp, 429, "rate_limited").await;
     // Another account from the same address is not affected.
     app.register("other@x.cl", "Other").await;
-    app.client().post("/auth/login").body_json(&json!({"email": "other@x.cl", "password": PASSWORD})).send().await.assert_status_is_ok();
+    app.client()
+        .post("/auth/login")
+        .body_json(&json!({"email": "other@x.cl", "password": PASSWORD}))
+        .send()
+        .await
+        .assert_status_is_ok();
 }
 
 #[tokio::test]
@@ -255,9 +285,15 @@ async fn superadmin_comes_from_the_cli_service_and_has_no_broker() {
     let me = body(app.client().get("/auth/me").header("authorization", root.bearer()).send().await).await;
     assert_eq!(me["role"], "SUPERADMIN");
     // Running it again resets the password without creating a second user.
-    let created = shared::auth::service::upsert_superadmin(app.db(), "root@corredor.cl", "Otra-clave-9", true).await.unwrap();
+    let created =
+        shared::auth::service::upsert_superadmin(app.db(), "root@corredor.cl", "Otra-clave-9", true).await.unwrap();
     assert!(!created);
-    let resp = app.client().post("/auth/login").body_json(&json!({"email": "root@corredor.cl", "password": "Otra-clave-9"})).send().await;
+    let resp = app
+        .client()
+        .post("/auth/login")
+        .body_json(&json!({"email": "root@corredor.cl", "password": "Otra-clave-9"}))
+        .send()
+        .await;
     resp.assert_status_is_ok();
     // A broker user's email cannot be taken over as superadmin.
     let admin = app.new_broker().await;

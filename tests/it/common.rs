@@ -139,7 +139,8 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str) -> User {
-        let resp = self.client().post("/auth/login").body_json(&json!({"email": email, "password": PASSWORD})).send().await;
+        let resp =
+            self.client().post("/auth/login").body_json(&json!({"email": email, "password": PASSWORD})).send().await;
         resp.assert_status_is_ok();
         let token = body(resp).await["access_token"].as_str().expect("token").to_string();
         self.me(token).await
@@ -147,7 +148,9 @@ impl TestApp {
 
     /// The platform superadmin (created through the same service `api create-superadmin` uses).
     pub async fn superadmin(&self) -> User {
-        shared::auth::service::upsert_superadmin(self.db(), "root@corredor.cl", PASSWORD, true).await.expect("superadmin");
+        shared::auth::service::upsert_superadmin(self.db(), "root@corredor.cl", PASSWORD, true)
+            .await
+            .expect("superadmin");
         self.login("root@corredor.cl").await
     }
 
@@ -165,7 +168,13 @@ impl TestApp {
 
     /// Creates a lead through the API and returns its JSON.
     pub async fn lead(&self, user: &User, body_json: Value) -> Value {
-        let resp = self.client().post("/api/v1/leads").header("authorization", user.bearer()).body_json(&body_json).send().await;
+        let resp = self
+            .client()
+            .post("/api/v1/leads")
+            .header("authorization", user.bearer())
+            .body_json(&body_json)
+            .send()
+            .await;
         resp.assert_status(poem::http::StatusCode::CREATED);
         body(resp).await
     }
@@ -203,6 +212,7 @@ pub async fn expect_error(resp: TestResponse, status: u16, code: &str) -> Value 
 
 /// A unique valid Chilean mobile.
 pub fn phone() -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed) + u64::from(uuid::Uuid::new_v4().as_u128() as u32 % 1_000_000) * 100;
+    let n =
+        COUNTER.fetch_add(1, Ordering::Relaxed) + u64::from(uuid::Uuid::new_v4().as_u128() as u32 % 1_000_000) * 100;
     format!("+569{:08}", n % 100_000_000)
 }

@@ -3,7 +3,9 @@
 use poem::http::StatusCode;
 use poem::test::TestForm;
 use poem::test::TestFormField;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set, Statement};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set, Statement,
+};
 use serde_json::{Value, json};
 use shared::entities::{activity_log, chat_messages, leads};
 
@@ -31,7 +33,9 @@ async fn import(app: &TestApp, user: &User, filename: &str, csv: &str) -> poem::
     app.client()
         .post("/api/v1/leads/bulk-import")
         .header("authorization", user.bearer())
-        .multipart(TestForm::new().field(TestFormField::bytes(csv.as_bytes().to_vec()).name("file").filename(filename).content_type("text/csv")))
+        .multipart(TestForm::new().field(
+            TestFormField::bytes(csv.as_bytes().to_vec()).name("file").filename(filename).content_type("text/csv"),
+        ))
         .send()
         .await
 }
@@ -73,8 +77,13 @@ async fn duplicates_in_a_broker_are_409_with_the_existing_id() {
     let app = TestApp::spawn().await;
     let admin = app.new_broker().await;
     let first = app.lead(&admin, json!({"phone": "+56 9 1111 2222", "email": "uno@x.cl"})).await;
-    for dup in [json!({"phone": "911112222"}), json!({"phone": "56911112222"}), json!({"phone": "+56933334444", "email": "UNO@x.cl"})] {
-        let resp = app.client().post("/api/v1/leads").header("authorization", admin.bearer()).body_json(&dup).send().await;
+    for dup in [
+        json!({"phone": "911112222"}),
+        json!({"phone": "56911112222"}),
+        json!({"phone": "+56933334444", "email": "UNO@x.cl"}),
+    ] {
+        let resp =
+            app.client().post("/api/v1/leads").header("authorization", admin.bearer()).body_json(&dup).send().await;
         let b = expect_error(resp, 409, "lead_exists").await;
         assert_eq!(b["lead_id"], first["id"], "{dup}");
     }
@@ -98,7 +107,8 @@ async fn invalid_phones_and_emails_are_422_with_their_codes() {
         (json!({"phone": phone(), "name": "x".repeat(101)}), "validation_error", "name"),
     ];
     for (payload, code, field) in cases {
-        let resp = app.client().post("/api/v1/leads").header("authorization", admin.bearer()).body_json(&payload).send().await;
+        let resp =
+            app.client().post("/api/v1/leads").header("authorization", admin.bearer()).body_json(&payload).send().await;
         let b = expect_error(resp, 422, code).await;
         assert_eq!(b["detail"][0]["loc"], json!(["body", field]), "{payload}");
     }
@@ -134,7 +144,9 @@ async fn list_filters_by_status_score_stage_calificacion_tags_and_dates() {
     set_score(&app, ids[1], 40.0).await;
     put(&app, &admin, &format!("/api/v1/leads/{}", ids[0]), json!({"status": "hot"})).await.assert_status_is_ok();
     put(&app, &admin, &format!("/api/v1/leads/{}", ids[1]), json!({"status": "warm"})).await.assert_status_is_ok();
-    put(&app, &admin, &format!("/api/v1/leads/{}/pipeline", ids[1]), json!({"stage": "agendado"})).await.assert_status_is_ok();
+    put(&app, &admin, &format!("/api/v1/leads/{}/pipeline", ids[1]), json!({"stage": "agendado"}))
+        .await
+        .assert_status_is_ok();
     app.db()
         .execute_raw(Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
@@ -155,7 +167,10 @@ async fn list_filters_by_status_score_stage_calificacion_tags_and_dates() {
     assert_eq!(names(&list(&app, &admin, "tags=vip,norte").await), vec!["A"]);
     assert_eq!(names(&list(&app, &admin, "created_to=2025-01-15").await), vec!["C"]);
     assert_eq!(names(&list(&app, &admin, "created_from=2025-01-16").await), vec!["A", "B"]);
-    assert_eq!(names(&list(&app, &admin, "created_from=2025-01-15T00:00:00Z&created_to=2025-01-15T23:59:59Z").await), vec!["C"]);
+    assert_eq!(
+        names(&list(&app, &admin, "created_from=2025-01-15T00:00:00Z&created_to=2025-01-15T23:59:59Z").await),
+        vec!["C"]
+    );
 }
 
 #[tokio::test]
@@ -172,7 +187,9 @@ async fn search_ignores_case_and_accents_and_matches_phone_and_email() {
 }
 
 fn urlencode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b == b'.' { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b == b'.' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 #[tokio::test]
@@ -208,7 +225,9 @@ async fn detail_has_components_stage_and_latest_ten_activities() {
     let lead = app.lead(&admin, json!({"phone": phone(), "name": "Detalle"})).await;
     let id = lead["id"].as_i64().unwrap();
     for i in 0..12 {
-        put(&app, &admin, &format!("/api/v1/leads/{id}"), json!({"notes": format!("nota {i}")})).await.assert_status_is_ok();
+        put(&app, &admin, &format!("/api/v1/leads/{id}"), json!({"notes": format!("nota {i}")}))
+            .await
+            .assert_status_is_ok();
     }
     let resp = get(&app, &admin, &format!("/api/v1/leads/{id}")).await;
     resp.assert_status_is_ok();
@@ -229,7 +248,13 @@ async fn update_is_partial_clears_nulls_and_merges_metadata() {
     let admin = app.new_broker().await;
     let lead = app.lead(&admin, json!({"phone": phone(), "name": "Ana", "email": "ana@x.cl", "tags": ["a"], "lead_metadata": {"location": "Maipú", "bedrooms": 2}})).await;
     let path = format!("/api/v1/leads/{}", lead["id"]);
-    let resp = put(&app, &admin, &path, json!({"lead_metadata": {"bedrooms": 3, "location": null, "budget": {"amount": 3000, "currency": "UF"}}})).await;
+    let resp = put(
+        &app,
+        &admin,
+        &path,
+        json!({"lead_metadata": {"bedrooms": 3, "location": null, "budget": {"amount": 3000, "currency": "UF"}}}),
+    )
+    .await;
     resp.assert_status_is_ok();
     let b = body(resp).await;
     assert_eq!(b["name"], "Ana");
@@ -237,7 +262,11 @@ async fn update_is_partial_clears_nulls_and_merges_metadata() {
     assert_eq!(b["tags"], json!(["a"]));
     assert_eq!(b["lead_metadata"], json!({"bedrooms": 3, "budget": {"amount": 3000, "currency": "UF"}}));
 
-    let b = body(put(&app, &admin, &path, json!({"email": null, "name": "Ana María", "phone": "9 5555 4444", "status": "warm"})).await).await;
+    let b = body(
+        put(&app, &admin, &path, json!({"email": null, "name": "Ana María", "phone": "9 5555 4444", "status": "warm"}))
+            .await,
+    )
+    .await;
     assert_eq!(b["email"], Value::Null);
     assert_eq!(b["name"], "Ana María");
     assert_eq!(b["phone"], "+56955554444");
@@ -299,13 +328,21 @@ async fn delete_erases_the_lead_and_everything_about_it() {
     .insert(app.db())
     .await
     .unwrap();
-    put(&app, &admin, &format!("/api/v1/leads/{id}/pipeline"), json!({"stage": "perfilamiento"})).await.assert_status_is_ok();
+    put(&app, &admin, &format!("/api/v1/leads/{id}/pipeline"), json!({"stage": "perfilamiento"}))
+        .await
+        .assert_status_is_ok();
 
     let resp = app.client().delete(format!("/api/v1/leads/{id}")).header("authorization", admin.bearer()).send().await;
     resp.assert_status(StatusCode::NO_CONTENT);
     expect_error(get(&app, &admin, &format!("/api/v1/leads/{id}")).await, 404, "not_found").await;
-    assert_eq!(chat_messages::Entity::find().filter(chat_messages::Column::LeadId.eq(id)).count(app.db()).await.unwrap(), 0);
-    assert_eq!(activity_log::Entity::find().filter(activity_log::Column::LeadId.eq(id)).count(app.db()).await.unwrap(), 0);
+    assert_eq!(
+        chat_messages::Entity::find().filter(chat_messages::Column::LeadId.eq(id)).count(app.db()).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        activity_log::Entity::find().filter(activity_log::Column::LeadId.eq(id)).count(app.db()).await.unwrap(),
+        0
+    );
     let resp = app.client().delete(format!("/api/v1/leads/{id}")).header("authorization", admin.bearer()).send().await;
     expect_error(resp, 404, "not_found").await;
 }
@@ -314,7 +351,9 @@ async fn delete_erases_the_lead_and_everything_about_it() {
 async fn export_returns_everything_stored_about_the_lead() {
     let app = TestApp::spawn().await;
     let admin = app.new_broker().await;
-    let lead = app.lead(&admin, json!({"phone": phone(), "name": "Exportar", "lead_metadata": {"monthly_income": 900000}})).await;
+    let lead = app
+        .lead(&admin, json!({"phone": phone(), "name": "Exportar", "lead_metadata": {"monthly_income": 900000}}))
+        .await;
     let id = lead["id"].as_i64().unwrap();
     chat_messages::ActiveModel {
         lead_id: Set(id),
@@ -360,7 +399,12 @@ async fn admin_assigns_to_an_active_user_of_its_own_broker() {
     expect_error(put(&app, &agent, &path, json!({"agent_id": agent.id})).await, 403, "forbidden").await;
     expect_error(put(&app, &admin, &path, json!({})).await, 422, "validation_error").await;
 
-    let resp = app.client().delete(format!("/api/broker/users/{}", agent.id)).header("authorization", admin.bearer()).send().await;
+    let resp = app
+        .client()
+        .delete(format!("/api/broker/users/{}", agent.id))
+        .header("authorization", admin.bearer())
+        .send()
+        .await;
     resp.assert_status_is_ok();
     expect_error(put(&app, &admin, &path, json!({"agent_id": agent.id})).await, 404, "not_found").await;
 }
@@ -373,7 +417,16 @@ async fn manual_pipeline_moves_validate_stages_and_may_go_backwards() {
     let id = lead["id"].as_i64().unwrap();
     set_score(&app, id, 60.0).await;
     let path = format!("/api/v1/leads/{id}/pipeline");
-    for stage in ["entrada", "perfilamiento", "calificacion_financiera", "agendado", "seguimiento", "referidos", "ganado", "perdido"] {
+    for stage in [
+        "entrada",
+        "perfilamiento",
+        "calificacion_financiera",
+        "agendado",
+        "seguimiento",
+        "referidos",
+        "ganado",
+        "perdido",
+    ] {
         let resp = put(&app, &admin, &path, json!({"stage": stage})).await;
         resp.assert_status_is_ok();
         assert_eq!(body(resp).await["new_stage"], stage);
@@ -381,7 +434,10 @@ async fn manual_pipeline_moves_validate_stages_and_may_go_backwards() {
     let lost = body(get(&app, &admin, &format!("/api/v1/leads/{id}")).await).await;
     assert_eq!(lost["status"], "lost");
     let back = body(put(&app, &admin, &path, json!({"stage": "perfilamiento"})).await).await;
-    assert_eq!((back["old_stage"].as_str(), back["new_stage"].as_str(), back["status"].as_str()), (Some("perdido"), Some("perfilamiento"), Some("hot")));
+    assert_eq!(
+        (back["old_stage"].as_str(), back["new_stage"].as_str(), back["status"].as_str()),
+        (Some("perdido"), Some("perfilamiento"), Some("hot"))
+    );
     let won = body(put(&app, &admin, &path, json!({"stage": "GANADO"})).await).await;
     assert_eq!(won["status"], "converted");
 
@@ -403,8 +459,12 @@ async fn stage_changes_and_assignments_are_published_to_the_brokers_channel() {
     let client = redis::Client::open(crate::common::redis_url()).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
     pubsub.subscribe(shared::events::broker_channel(app.infra().prefix(), admin.broker_id.unwrap())).await.unwrap();
-    put(&app, &admin, &format!("/api/v1/leads/{}/pipeline", lead["id"]), json!({"stage": "agendado"})).await.assert_status_is_ok();
-    put(&app, &admin, &format!("/api/v1/leads/{}/assign", lead["id"]), json!({"agent_id": agent.id})).await.assert_status_is_ok();
+    put(&app, &admin, &format!("/api/v1/leads/{}/pipeline", lead["id"]), json!({"stage": "agendado"}))
+        .await
+        .assert_status_is_ok();
+    put(&app, &admin, &format!("/api/v1/leads/{}/assign", lead["id"]), json!({"agent_id": agent.id}))
+        .await
+        .assert_status_is_ok();
     use futures_util::StreamExt;
     let mut stream = pubsub.on_message();
     let mut events = Vec::new();
@@ -431,15 +491,31 @@ async fn another_brokers_lead_is_404_on_every_endpoint() {
     for intruder in [&intruder_admin, &intruder_agent] {
         expect_error(get(&app, intruder, &format!("/api/v1/leads/{id}")).await, 404, "not_found").await;
         expect_error(get(&app, intruder, &format!("/api/v1/leads/{id}/export")).await, 404, "not_found").await;
-        expect_error(put(&app, intruder, &format!("/api/v1/leads/{id}"), json!({"name": "hack"})).await, 404, "not_found").await;
-        expect_error(put(&app, intruder, &format!("/api/v1/leads/{id}/pipeline"), json!({"stage": "perdido"})).await, 404, "not_found").await;
-        let del = app.client().delete(format!("/api/v1/leads/{id}")).header("authorization", intruder.bearer()).send().await;
+        expect_error(
+            put(&app, intruder, &format!("/api/v1/leads/{id}"), json!({"name": "hack"})).await,
+            404,
+            "not_found",
+        )
+        .await;
+        expect_error(
+            put(&app, intruder, &format!("/api/v1/leads/{id}/pipeline"), json!({"stage": "perdido"})).await,
+            404,
+            "not_found",
+        )
+        .await;
+        let del =
+            app.client().delete(format!("/api/v1/leads/{id}")).header("authorization", intruder.bearer()).send().await;
         expect_error(del, 404, "not_found").await;
         assert_eq!(list(&app, intruder, "").await["total"], 0);
         let resp = get(&app, intruder, &format!("/api/v1/leads?broker_id={}", owner.broker_id.unwrap())).await;
         expect_error(resp, 404, "not_found").await;
     }
-    expect_error(put(&app, &intruder_admin, &format!("/api/v1/leads/{id}/assign"), json!({"agent_id": intruder_agent.id})).await, 404, "not_found").await;
+    expect_error(
+        put(&app, &intruder_admin, &format!("/api/v1/leads/{id}/assign"), json!({"agent_id": intruder_agent.id})).await,
+        404,
+        "not_found",
+    )
+    .await;
     let unchanged = body(get(&app, &owner, &format!("/api/v1/leads/{id}")).await).await;
     assert_eq!(unchanged["name"], "Privado");
     assert_eq!(unchanged["pipeline_stage"], "entrada");
@@ -466,9 +542,20 @@ async fn agents_see_and_edit_only_leads_assigned_to_them() {
     put(&app, &agent, &format!("/api/v1/leads/{}", mine["id"]), json!({"notes": "llamar"})).await.assert_status_is_ok();
     for other in [&theirs, &unassigned] {
         expect_error(get(&app, &agent, &format!("/api/v1/leads/{}", other["id"])).await, 404, "not_found").await;
-        expect_error(put(&app, &agent, &format!("/api/v1/leads/{}", other["id"]), json!({"notes": "x"})).await, 404, "not_found").await;
+        expect_error(
+            put(&app, &agent, &format!("/api/v1/leads/{}", other["id"]), json!({"notes": "x"})).await,
+            404,
+            "not_found",
+        )
+        .await;
     }
-    let resp = app.client().post("/api/v1/leads").header("authorization", agent.bearer()).body_json(&json!({"phone": phone(), "assigned_to": other_agent.id})).send().await;
+    let resp = app
+        .client()
+        .post("/api/v1/leads")
+        .header("authorization", agent.bearer())
+        .body_json(&json!({"phone": phone(), "assigned_to": other_agent.id}))
+        .send()
+        .await;
     expect_error(resp, 403, "forbidden").await;
     assert_eq!(list(&app, &admin, "").await["total"], 4, "the admin sees every lead of the broker");
 }
@@ -483,7 +570,13 @@ async fn superadmin_sees_every_broker_and_can_narrow_to_one() {
     let root = app.superadmin().await;
     assert_eq!(list(&app, &root, "").await["total"], 2);
     assert_eq!(list(&app, &root, &format!("broker_id={}", a.broker_id.unwrap())).await["total"], 1);
-    let resp = app.client().post("/api/v1/leads").header("authorization", root.bearer()).body_json(&json!({"phone": phone()})).send().await;
+    let resp = app
+        .client()
+        .post("/api/v1/leads")
+        .header("authorization", root.bearer())
+        .body_json(&json!({"phone": phone()}))
+        .send()
+        .await;
     let e = expect_error(resp, 422, "validation_error").await;
     assert_eq!(e["detail"][0]["loc"], json!(["body", "broker_id"]));
     let created = app.lead(&root, json!({"phone": phone(), "broker_id": b.broker_id})).await;
@@ -508,7 +601,11 @@ async fn bulk_import_counts_are_exact_and_rows_are_reported() {
     let resp = import(&app, &admin, "leads.csv", csv).await;
     resp.assert_status_is_ok();
     let r = body(resp).await;
-    assert_eq!((r["imported"].as_i64(), r["duplicates"].as_i64(), r["invalid"].as_i64()), (Some(3), Some(3), Some(3)), "{r}");
+    assert_eq!(
+        (r["imported"].as_i64(), r["duplicates"].as_i64(), r["invalid"].as_i64()),
+        (Some(3), Some(3), Some(3)),
+        "{r}"
+    );
     let rows: Vec<i64> = r["errors"].as_array().unwrap().iter().map(|e| e["row"].as_i64().unwrap()).collect();
     assert_eq!(rows, vec![2, 4, 6, 7, 8, 9]);
     let imported = list(&app, &admin, "search=nueva%20uno").await;
@@ -519,7 +616,10 @@ async fn bulk_import_counts_are_exact_and_rows_are_reported() {
 
     // Importing the same file again only finds duplicates and invalid rows.
     let again = body(import(&app, &admin, "leads.CSV", csv).await).await;
-    assert_eq!((again["imported"].as_i64(), again["duplicates"].as_i64(), again["invalid"].as_i64()), (Some(0), Some(6), Some(3)));
+    assert_eq!(
+        (again["imported"].as_i64(), again["duplicates"].as_i64(), again["invalid"].as_i64()),
+        (Some(0), Some(6), Some(3))
+    );
 }
 
 #[tokio::test]
@@ -551,7 +651,13 @@ async fn bulk_import_rejects_what_is_not_a_usable_csv() {
         .send()
         .await;
     expect_error(resp, 422, "validation_error").await;
-    let resp = app.client().post("/api/v1/leads/bulk-import").header("authorization", admin.bearer()).body_json(&json!({"file": "x"})).send().await;
+    let resp = app
+        .client()
+        .post("/api/v1/leads/bulk-import")
+        .header("authorization", admin.bearer())
+        .body_json(&json!({"file": "x"}))
+        .send()
+        .await;
     expect_error(resp, 422, "validation_error").await;
 }
 
@@ -566,7 +672,11 @@ async fn bulk_import_handles_thousands_of_rows_in_batches() {
     }
     csv.push_str("bad,Bad,\n");
     let r = body(import(&app, &admin, "big.csv", &csv).await).await;
-    assert_eq!((r["imported"].as_i64(), r["duplicates"].as_i64(), r["invalid"].as_i64()), (Some(11_880), Some(120), Some(1)), "{r}");
+    assert_eq!(
+        (r["imported"].as_i64(), r["duplicates"].as_i64(), r["invalid"].as_i64()),
+        (Some(11_880), Some(120), Some(1)),
+        "{r}"
+    );
     assert_eq!(r["errors"].as_array().unwrap().len(), 100, "at most 100 errors");
     assert_eq!(list(&app, &admin, "limit=1").await["total"], 11_880);
 }

@@ -93,13 +93,33 @@ async fn wrong_typed_and_hostile_field_values_are_4xx_or_stored_inert() {
     let lead = app.lead(&admin, json!({"phone": phone()})).await;
     let id = lead["id"].as_i64().unwrap();
     let cases: Vec<(&str, String, Value, Vec<&str>)> = vec![
-        ("POST", "/auth/register".into(), json!({"email": "v@x.cl", "password": "Seguro123!", "broker_name": "V"}), vec!["email", "password", "broker_name"]),
+        (
+            "POST",
+            "/auth/register".into(),
+            json!({"email": "v@x.cl", "password": "Seguro123!", "broker_name": "V"}),
+            vec!["email", "password", "broker_name"],
+        ),
         ("POST", "/auth/login".into(), json!({"email": "v@x.cl", "password": "Seguro123!"}), vec!["email", "password"]),
-        ("POST", "/api/v1/leads".into(), json!({"phone": "+56911112222", "name": "N", "email": "n@x.cl"}), vec!["phone", "name", "email", "tags", "lead_metadata", "broker_id", "assigned_to", "notes"]),
-        ("PUT", format!("/api/v1/leads/{id}"), json!({"name": "N"}), vec!["phone", "name", "email", "status", "tags", "lead_metadata", "notes"]),
+        (
+            "POST",
+            "/api/v1/leads".into(),
+            json!({"phone": "+56911112222", "name": "N", "email": "n@x.cl"}),
+            vec!["phone", "name", "email", "tags", "lead_metadata", "broker_id", "assigned_to", "notes"],
+        ),
+        (
+            "PUT",
+            format!("/api/v1/leads/{id}"),
+            json!({"name": "N"}),
+            vec!["phone", "name", "email", "status", "tags", "lead_metadata", "notes"],
+        ),
         ("PUT", format!("/api/v1/leads/{id}/assign"), json!({"agent_id": admin.id}), vec!["agent_id"]),
         ("PUT", format!("/api/v1/leads/{id}/pipeline"), json!({"stage": "entrada"}), vec!["stage"]),
-        ("POST", "/api/broker/users".into(), json!({"email": "u@x.cl", "password": "Seguro123!", "name": "U"}), vec!["email", "password", "name", "role", "broker_id"]),
+        (
+            "POST",
+            "/api/broker/users".into(),
+            json!({"email": "u@x.cl", "password": "Seguro123!", "name": "U"}),
+            vec!["email", "password", "name", "role", "broker_id"],
+        ),
     ];
     for (method, path, valid, fields) in &cases {
         for field in fields {
@@ -114,7 +134,10 @@ async fn wrong_typed_and_hostile_field_values_are_4xx_or_stored_inert() {
                 let resp = req.header("authorization", admin.bearer()).body_json(&payload).send().await;
                 let status = resp.0.status().as_u16();
                 let b = body(resp).await;
-                let what = format!("{method} {path} with {field} = {}", value.to_string().chars().take(40).collect::<String>());
+                let what = format!(
+                    "{method} {path} with {field} = {}",
+                    value.to_string().chars().take(40).collect::<String>()
+                );
                 assert!(status < 500, "{what}: got {status}: {b}");
                 if status >= 400 {
                     assert_4xx(&what, status, &b);
@@ -123,7 +146,8 @@ async fn wrong_typed_and_hostile_field_values_are_4xx_or_stored_inert() {
         }
     }
     // Whatever was accepted was stored inert: names never keep markup.
-    let page = body(app.client().get("/api/v1/leads?limit=200").header("authorization", admin.bearer()).send().await).await;
+    let page =
+        body(app.client().get("/api/v1/leads?limit=200").header("authorization", admin.bearer()).send().await).await;
     for l in page["data"].as_array().unwrap() {
         assert!(!l["name"].as_str().unwrap_or_default().contains("<script"), "{l}");
     }
@@ -163,7 +187,12 @@ async fn malformed_query_and_path_parameters_are_422() {
 async fn unicode_survives_intact() {
     let app = TestApp::spawn().await;
     let admin = app.new_broker().await;
-    let lead = app.lead(&admin, json!({"phone": phone(), "name": "Ñandú Çağlar 李雷 🏠", "lead_metadata": {"nota": "señal ✓ ümlaut"}})).await;
+    let lead = app
+        .lead(
+            &admin,
+            json!({"phone": phone(), "name": "Ñandú Çağlar 李雷 🏠", "lead_metadata": {"nota": "señal ✓ ümlaut"}}),
+        )
+        .await;
     assert_eq!(lead["name"], "Ñandú Çağlar 李雷 🏠");
     assert_eq!(lead["lead_metadata"]["nota"], "señal ✓ ümlaut");
 }

@@ -64,9 +64,23 @@ async fn docs_redoc_and_the_spec_are_served() {
     }
     let spec = body(app.client().get("/openapi.json").send().await).await;
     assert_eq!(spec["info"]["title"], "Corredor API");
-    for path in ["/auth/register", "/auth/login", "/auth/me", "/api/v1/leads", "/api/v1/leads/{lead_id}", "/api/v1/leads/bulk-import",
-                 "/api/v1/leads/{lead_id}/assign", "/api/v1/leads/{lead_id}/pipeline", "/api/v1/leads/{lead_id}/export",
-                 "/api/brokers", "/api/brokers/{broker_id}", "/api/broker/users", "/api/broker/users/{user_id}", "/health", "/"] {
+    for path in [
+        "/auth/register",
+        "/auth/login",
+        "/auth/me",
+        "/api/v1/leads",
+        "/api/v1/leads/{lead_id}",
+        "/api/v1/leads/bulk-import",
+        "/api/v1/leads/{lead_id}/assign",
+        "/api/v1/leads/{lead_id}/pipeline",
+        "/api/v1/leads/{lead_id}/export",
+        "/api/brokers",
+        "/api/brokers/{broker_id}",
+        "/api/broker/users",
+        "/api/broker/users/{user_id}",
+        "/health",
+        "/",
+    ] {
         assert!(spec["paths"][path].is_object(), "{path} missing from the spec");
     }
     assert!(spec["components"]["securitySchemes"].as_object().is_some_and(|s| !s.is_empty()));
@@ -80,7 +94,8 @@ async fn docs_redoc_and_the_spec_are_served() {
 /// Regenerate it with `cargo run -p api -- openapi > openapi.json`.
 #[test]
 fn committed_openapi_json_matches_the_server() {
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.json")).expect("openapi.json at the repository root");
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.json"))
+        .expect("openapi.json at the repository root");
     let current = api::openapi::spec_json();
     let committed: serde_json::Value = serde_json::from_str(&committed).expect("valid JSON");
     let current: serde_json::Value = serde_json::from_str(&current).unwrap();
@@ -94,7 +109,10 @@ async fn metrics_expose_request_latency_by_operation() {
     let resp = app.client().get("/metrics").send().await;
     resp.assert_status_is_ok();
     let text = resp.0.into_body().into_string().await.unwrap();
-    assert!(text.contains("corredor_http_request_duration_seconds_bucket{method=\"GET\",operation=\"health\""), "{text}");
+    assert!(
+        text.contains("corredor_http_request_duration_seconds_bucket{method=\"GET\",operation=\"health\""),
+        "{text}"
+    );
     assert!(text.contains("corredor_http_requests_total{method=\"GET\",operation=\"health\",status=\"200\"} 1"));
 }
 

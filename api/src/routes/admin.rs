@@ -10,8 +10,8 @@ use shared::audit;
 use super::ApiTags;
 use crate::error::ApiResult;
 use crate::security::Auth;
-use poem::web::Data;
 use crate::state::AppState;
+use poem::web::Data;
 
 pub struct AdminApi;
 
@@ -41,6 +41,7 @@ pub struct AuditPage {
 #[OpenApi(tag = "ApiTags::Admin")]
 impl AdminApi {
     /// The audit log (SUPERADMIN: all or `broker_id`; ADMIN: own broker), newest first
+    #[allow(clippy::too_many_arguments)] // one argument per documented query parameter
     #[oai(path = "/api/v1/admin/audit-log", method = "get", operation_id = "admin_audit_log")]
     async fn audit_log(
         &self,

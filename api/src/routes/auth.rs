@@ -10,8 +10,8 @@ use super::ApiTags;
 use crate::body::JsonBody;
 use crate::error::ApiResult;
 use crate::security::{Auth, client_ip};
-use poem::web::Data;
 use crate::state::AppState;
+use poem::web::Data;
 
 pub struct AuthApi;
 
@@ -67,7 +67,10 @@ impl AuthApi {
     #[oai(path = "/auth/register", method = "post", operation_id = "auth_register")]
     async fn register(
         &self,
-        state: Data<&AppState>, req: &Request, body: JsonBody<RegisterBody>) -> ApiResult<Json<TokenResponse>> {
+        state: Data<&AppState>,
+        req: &Request,
+        body: JsonBody<RegisterBody>,
+    ) -> ApiResult<Json<TokenResponse>> {
         let infra = &state.infra;
         let limits = &infra.settings.rate_limits;
         if limits.enabled {
@@ -92,7 +95,10 @@ impl AuthApi {
     #[oai(path = "/auth/login", method = "post", operation_id = "auth_login")]
     async fn login(
         &self,
-        state: Data<&AppState>, req: &Request, body: JsonBody<LoginBody>) -> ApiResult<Json<TokenResponse>> {
+        state: Data<&AppState>,
+        req: &Request,
+        body: JsonBody<LoginBody>,
+    ) -> ApiResult<Json<TokenResponse>> {
         let infra = &state.infra;
         let limits = &infra.settings.rate_limits;
         if limits.enabled {

@@ -14,8 +14,8 @@ use super::ApiTags;
 use crate::body::JsonBody;
 use crate::error::ApiResult;
 use crate::security::Auth;
-use poem::web::Data;
 use crate::state::AppState;
+use poem::web::Data;
 
 pub struct BrokersApi;
 
@@ -97,7 +97,15 @@ pub struct UserOut {
 
 impl From<entities::users::Model> for UserOut {
     fn from(u: entities::users::Model) -> Self {
-        UserOut { id: u.id, email: u.email, name: u.name, role: u.role, broker_id: u.broker_id, is_active: u.is_active, created_at: u.created_at }
+        UserOut {
+            id: u.id,
+            email: u.email,
+            name: u.name,
+            role: u.role,
+            broker_id: u.broker_id,
+            is_active: u.is_active,
+            created_at: u.created_at,
+        }
     }
 }
 
@@ -165,14 +173,15 @@ fn maybe<T>(m: MaybeUndefined<T>) -> Option<Option<T>> {
 
 fn check_email(e: Option<&str>) -> shared::Result<()> {
     match e {
-        Some(e) if shared::text::Email::parse(e).is_err() => Err(shared::Error::invalid_body("contact_email", "value is not a valid email address")),
+        Some(e) if shared::text::Email::parse(e).is_err() => {
+            Err(shared::Error::invalid_body("contact_email", "value is not a valid email address"))
+        }
         _ => Ok(()),
     }
 }
 
 impl BrokersApi {
-    async fn create_broker(
-        state: &AppState, auth: &Auth, b: BrokerCreate) -> ApiResult<BrokerCreated> {
+    async fn create_broker(state: &AppState, auth: &Auth, b: BrokerCreate) -> ApiResult<BrokerCreated> {
         check_email(b.contact_email.as_deref())?;
         let patch = BrokerPatch {
             name: Some(shared::text::clean_text(&b.name)).filter(|n| !n.is_empty()),
@@ -187,7 +196,12 @@ impl BrokersApi {
     }
 
     async fn list_brokers(
-        state: &AppState, auth: &Auth, skip: u64, limit: u64, include_inactive: bool) -> ApiResult<Json<Vec<BrokerOut>>> {
+        state: &AppState,
+        auth: &Auth,
+        skip: u64,
+        limit: u64,
+        include_inactive: bool,
+    ) -> ApiResult<Json<Vec<BrokerOut>>> {
         let rows = brokers::list(&state.infra.db, auth, skip, limit, include_inactive).await?;
         Ok(Json(rows.into_iter().map(Into::into).collect()))
     }
@@ -199,7 +213,10 @@ impl BrokersApi {
     #[oai(path = "/api/brokers", method = "post", operation_id = "brokers_create", tag = "ApiTags::Brokers")]
     async fn create(
         &self,
-        state: Data<&AppState>, auth: Auth, body: JsonBody<BrokerCreate>) -> ApiResult<BrokerCreated> {
+        state: Data<&AppState>,
+        auth: Auth,
+        body: JsonBody<BrokerCreate>,
+    ) -> ApiResult<BrokerCreated> {
         Self::create_broker(&state, &auth, body.0).await
     }
 
@@ -220,9 +237,7 @@ impl BrokersApi {
 
     /// Get a broker (SUPERADMIN any; others their own, else 404)
     #[oai(path = "/api/brokers/:broker_id", method = "get", operation_id = "brokers_get", tag = "ApiTags::Brokers")]
-    async fn get(
-        &self,
-        state: Data<&AppState>, auth: Auth, broker_id: Path<i64>) -> ApiResult<Json<BrokerOut>> {
+    async fn get(&self, state: Data<&AppState>, auth: Auth, broker_id: Path<i64>) -> ApiResult<Json<BrokerOut>> {
         Ok(Json(brokers::get(&state.infra.db, &auth, broker_id.0).await?.into()))
     }
 
@@ -230,7 +245,11 @@ impl BrokersApi {
     #[oai(path = "/api/brokers/:broker_id", method = "put", operation_id = "brokers_update", tag = "ApiTags::Brokers")]
     async fn update(
         &self,
-        state: Data<&AppState>, auth: Auth, broker_id: Path<i64>, body: JsonBody<BrokerUpdate>) -> ApiResult<Json<BrokerOut>> {
+        state: Data<&AppState>,
+        auth: Auth,
+        broker_id: Path<i64>,
+        body: JsonBody<BrokerUpdate>,
+    ) -> ApiResult<Json<BrokerOut>> {
         let b = body.0;
         if let MaybeUndefined::Value(e) = &b.contact_email {
             check_email(Some(e))?;
@@ -252,10 +271,13 @@ impl BrokersApi {
     /// Deactivate a broker (SUPERADMIN)
     ///
     /// Soft delete: its users lose access at once; data is kept.
-    #[oai(path = "/api/brokers/:broker_id", method = "delete", operation_id = "brokers_deactivate", tag = "ApiTags::Brokers")]
-    async fn delete(
-        &self,
-        state: Data<&AppState>, auth: Auth, broker_id: Path<i64>) -> ApiResult<NoContent> {
+    #[oai(
+        path = "/api/brokers/:broker_id",
+        method = "delete",
+        operation_id = "brokers_deactivate",
+        tag = "ApiTags::Brokers"
+    )]
+    async fn delete(&self, state: Data<&AppState>, auth: Auth, broker_id: Path<i64>) -> ApiResult<NoContent> {
         brokers::deactivate(&state.infra.db, &auth, broker_id.0).await?;
         state.infra.users.clear();
         Ok(NoContent::Ok)
@@ -265,16 +287,27 @@ impl BrokersApi {
     #[oai(path = "/api/broker/users", method = "get", operation_id = "broker_users_list", tag = "ApiTags::BrokerUsers")]
     async fn users(
         &self,
-        state: Data<&AppState>, auth: Auth, broker_id: Query<Option<i64>>) -> ApiResult<Json<UserList>> {
+        state: Data<&AppState>,
+        auth: Auth,
+        broker_id: Query<Option<i64>>,
+    ) -> ApiResult<Json<UserList>> {
         let rows = users::list(&state.infra.db, &auth, broker_id.0).await?;
         Ok(Json(UserList { users: rows.into_iter().map(Into::into).collect() }))
     }
 
     /// Create a user in a broker (ADMIN/SUPERADMIN)
-    #[oai(path = "/api/broker/users", method = "post", operation_id = "broker_users_create", tag = "ApiTags::BrokerUsers")]
+    #[oai(
+        path = "/api/broker/users",
+        method = "post",
+        operation_id = "broker_users_create",
+        tag = "ApiTags::BrokerUsers"
+    )]
     async fn create_user(
         &self,
-        state: Data<&AppState>, auth: Auth, body: JsonBody<UserCreate>) -> ApiResult<Json<UserResult>> {
+        state: Data<&AppState>,
+        auth: Auth,
+        body: JsonBody<UserCreate>,
+    ) -> ApiResult<Json<UserResult>> {
         let b = body.0;
         let user = users::create(
             &state.infra.db,
@@ -286,12 +319,27 @@ impl BrokersApi {
     }
 
     /// Update a user (name, role, active)
-    #[oai(path = "/api/broker/users/:user_id", method = "put", operation_id = "broker_users_update", tag = "ApiTags::BrokerUsers")]
+    #[oai(
+        path = "/api/broker/users/:user_id",
+        method = "put",
+        operation_id = "broker_users_update",
+        tag = "ApiTags::BrokerUsers"
+    )]
     async fn update_user(
         &self,
-        state: Data<&AppState>, auth: Auth, user_id: Path<i64>, body: JsonBody<UserUpdate>) -> ApiResult<Json<UserResult>> {
+        state: Data<&AppState>,
+        auth: Auth,
+        user_id: Path<i64>,
+        body: JsonBody<UserUpdate>,
+    ) -> ApiResult<Json<UserResult>> {
         let b = body.0;
-        let user = users::update(&state.infra.db, &auth, user_id.0, UserPatch { name: b.name, role: b.role, is_active: b.is_active }).await?;
+        let user = users::update(
+            &state.infra.db,
+            &auth,
+            user_id.0,
+            UserPatch { name: b.name, role: b.role, is_active: b.is_active },
+        )
+        .await?;
         state.infra.users.invalidate(user.id);
         Ok(Json(UserResult { message: "User updated".into(), user: user.into() }))
     }
@@ -300,10 +348,18 @@ impl BrokersApi {
     ///
     /// The user loses access at once. Nobody can deactivate themselves; only a SUPERADMIN can
     /// deactivate a SUPERADMIN.
-    #[oai(path = "/api/broker/users/:user_id", method = "delete", operation_id = "broker_users_deactivate", tag = "ApiTags::BrokerUsers")]
+    #[oai(
+        path = "/api/broker/users/:user_id",
+        method = "delete",
+        operation_id = "broker_users_deactivate",
+        tag = "ApiTags::BrokerUsers"
+    )]
     async fn deactivate_user(
         &self,
-        state: Data<&AppState>, auth: Auth, user_id: Path<i64>) -> ApiResult<Json<Message>> {
+        state: Data<&AppState>,
+        auth: Auth,
+        user_id: Path<i64>,
+    ) -> ApiResult<Json<Message>> {
         let user = users::deactivate(&state.infra.db, &auth, user_id.0).await?;
         state.infra.users.invalidate(user.id);
         Ok(Json(Message { message: "User deactivated".into() }))

@@ -7,18 +7,18 @@ use poem_openapi::types::MaybeUndefined;
 use poem_openapi::types::multipart::Upload;
 use poem_openapi::{ApiResponse, Multipart, Object, OpenApi};
 use serde_json::{Map, Value};
+use shared::Error;
 use shared::entities::activity_log;
+use shared::leads::import;
 use shared::leads::model::{LeadDetail, LeadView};
 use shared::leads::service::{self, LeadPatch, ListQuery, NewLead};
-use shared::leads::import;
-use shared::Error;
 
 use super::ApiTags;
 use crate::body::JsonBody;
 use crate::error::ApiResult;
 use crate::security::Auth;
-use poem::web::Data;
 use crate::state::AppState;
+use poem::web::Data;
 
 /// CSV uploads above this size are refused with 413.
 pub const MAX_CSV_BYTES: u64 = 50 * 1024 * 1024;
@@ -98,7 +98,13 @@ pub struct ActivityOut {
 
 impl From<activity_log::Model> for ActivityOut {
     fn from(a: activity_log::Model) -> Self {
-        ActivityOut { id: a.id, action_type: a.action_type, details: a.details, user_id: a.user_id, created_at: a.created_at }
+        ActivityOut {
+            id: a.id,
+            action_type: a.action_type,
+            details: a.details,
+            user_id: a.user_id,
+            created_at: a.created_at,
+        }
     }
 }
 
@@ -317,9 +323,7 @@ impl LeadsApi {
     /// The phone is normalised to E.164; a phone or email already used in the broker answers 409
     /// `lead_exists` with the existing `lead_id`.
     #[oai(path = "/api/v1/leads", method = "post", operation_id = "leads_create")]
-    async fn create(
-        &self,
-        state: Data<&AppState>, auth: Auth, body: JsonBody<LeadCreate>) -> ApiResult<Created> {
+    async fn create(&self, state: Data<&AppState>, auth: Auth, body: JsonBody<LeadCreate>) -> ApiResult<Created> {
         let b = body.0;
         let metadata = match object(b.lead_metadata, "lead_metadata")? {
             Some(m) => Some(m),
@@ -346,7 +350,11 @@ impl LeadsApi {
     #[oai(path = "/api/v1/leads/bulk-import", method = "post", operation_id = "leads_bulk_import")]
     async fn bulk_import(
         &self,
-        state: Data<&AppState>, auth: Auth, form: ImportForm, broker_id: Query<Option<i64>>) -> ApiResult<Json<ImportOut>> {
+        state: Data<&AppState>,
+        auth: Auth,
+        form: ImportForm,
+        broker_id: Query<Option<i64>>,
+    ) -> ApiResult<Json<ImportOut>> {
         let file = form.file;
         let is_csv = file.file_name().is_some_and(|n| n.to_ascii_lowercase().ends_with(".csv"));
         if !is_csv {
@@ -355,7 +363,10 @@ impl LeadsApi {
         if file.size() as u64 > MAX_CSV_BYTES {
             return Err(Error::PayloadTooLarge("CSV files are limited to 50 MB".into()).into());
         }
-        let bytes = file.into_vec().await.map_err(|e| Error::bad_request("csv_invalid", format!("The upload could not be read: {e}")))?;
+        let bytes = file
+            .into_vec()
+            .await
+            .map_err(|e| Error::bad_request("csv_invalid", format!("The upload could not be read: {e}")))?;
         let report = import::import(&state.infra, &auth, broker_id.0, &bytes).await?;
         Ok(Json(ImportOut {
             imported: report.imported,
@@ -370,9 +381,7 @@ impl LeadsApi {
     /// With `lead_score_components` and the latest 10 activities. Another broker's lead, or for an
     /// AGENT a lead not assigned to it, is 404.
     #[oai(path = "/api/v1/leads/:lead_id", method = "get", operation_id = "leads_get")]
-    async fn get(
-        &self,
-        state: Data<&AppState>, auth: Auth, lead_id: Path<i64>) -> ApiResult<Json<LeadDetailOut>> {
+    async fn get(&self, state: Data<&AppState>, auth: Auth, lead_id: Path<i64>) -> ApiResult<Json<LeadDetailOut>> {
         Ok(Json(service::get(&state.infra, &auth, lead_id.0).await?.into()))
     }
 
@@ -380,7 +389,11 @@ impl LeadsApi {
     #[oai(path = "/api/v1/leads/:lead_id", method = "put", operation_id = "leads_update")]
     async fn update(
         &self,
-        state: Data<&AppState>, auth: Auth, lead_id: Path<i64>, body: JsonBody<LeadUpdate>) -> ApiResult<Json<LeadOut>> {
+        state: Data<&AppState>,
+        auth: Auth,
+        lead_id: Path<i64>,
+        body: JsonBody<LeadUpdate>,
+    ) -> ApiResult<Json<LeadOut>> {
         let b = body.0;
         let metadata = match (b.lead_metadata, b.metadata) {
             (MaybeUndefined::Undefined, alias) => alias,
@@ -407,18 +420,14 @@ impl LeadsApi {
     ///
     /// Messages, activities and every other record linked to the lead are erased (GDPR).
     #[oai(path = "/api/v1/leads/:lead_id", method = "delete", operation_id = "leads_delete")]
-    async fn delete(
-        &self,
-        state: Data<&AppState>, auth: Auth, lead_id: Path<i64>) -> ApiResult<Deleted> {
+    async fn delete(&self, state: Data<&AppState>, auth: Auth, lead_id: Path<i64>) -> ApiResult<Deleted> {
         service::delete(&state.infra, &auth, lead_id.0).await?;
         Ok(Deleted::Ok)
     }
 
     /// Export everything stored about a lead (GDPR)
     #[oai(path = "/api/v1/leads/:lead_id/export", method = "get", operation_id = "leads_export")]
-    async fn export(
-        &self,
-        state: Data<&AppState>, auth: Auth, lead_id: Path<i64>) -> ApiResult<Json<LeadExport>> {
+    async fn export(&self, state: Data<&AppState>, auth: Auth, lead_id: Path<i64>) -> ApiResult<Json<LeadExport>> {
         let infra = &state.infra;
         let (lead, activities, messages) = service::export(infra, &auth, lead_id.0).await?;
         let recent = shared::leads::repo::activities(&infra.db, lead.row.id, Some(10)).await?;
@@ -436,9 +445,17 @@ impl LeadsApi {
     #[oai(path = "/api/v1/leads/:lead_id/assign", method = "put", operation_id = "leads_assign")]
     async fn assign(
         &self,
-        state: Data<&AppState>, auth: Auth, lead_id: Path<i64>, body: JsonBody<AssignBody>) -> ApiResult<Json<AssignOut>> {
+        state: Data<&AppState>,
+        auth: Auth,
+        lead_id: Path<i64>,
+        body: JsonBody<AssignBody>,
+    ) -> ApiResult<Json<AssignOut>> {
         let lead = service::assign(&state.infra, &auth, lead_id.0, body.0.agent_id).await?;
-        Ok(Json(AssignOut { message: "Lead assigned successfully".into(), lead_id: lead.row.id, agent_id: body.0.agent_id }))
+        Ok(Json(AssignOut {
+            message: "Lead assigned successfully".into(),
+            lead_id: lead.row.id,
+            agent_id: body.0.agent_id,
+        }))
     }
 
     /// Move a lead to a pipeline stage
@@ -447,7 +464,11 @@ impl LeadsApi {
     #[oai(path = "/api/v1/leads/:lead_id/pipeline", method = "put", operation_id = "leads_move_stage")]
     async fn pipeline(
         &self,
-        state: Data<&AppState>, auth: Auth, lead_id: Path<i64>, body: JsonBody<StageBody>) -> ApiResult<Json<StageOut>> {
+        state: Data<&AppState>,
+        auth: Auth,
+        lead_id: Path<i64>,
+        body: JsonBody<StageBody>,
+    ) -> ApiResult<Json<StageOut>> {
         let (old, lead) = service::move_stage(&state.infra, &auth, lead_id.0, &body.0.stage).await?;
         Ok(Json(StageOut {
             message: "Pipeline stage updated".into(),

@@ -100,7 +100,11 @@ impl UtilityApi {
     /// Service information
     #[oai(path = "/", method = "get", operation_id = "root")]
     async fn root(&self) -> Json<RootInfo> {
-        Json(RootInfo { message: "Corredor API".into(), version: env!("CARGO_PKG_VERSION").into(), docs: "/docs".into() })
+        Json(RootInfo {
+            message: "Corredor API".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            docs: "/docs".into(),
+        })
     }
 
     /// Health of the service and its dependencies

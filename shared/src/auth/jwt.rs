@@ -32,7 +32,8 @@ pub fn issue(settings: &Settings, user_id: i64, email: &str, role: &str, broker_
         iat: now,
         exp: now + settings.jwt_expire_minutes * 60,
     };
-    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(settings.jwt_secret())).map_err(Error::internal)
+    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(settings.jwt_secret()))
+        .map_err(Error::internal)
 }
 
 /// Verifies signature (HS256 only), expiry (no leeway) and the presence of every claim.
@@ -40,12 +41,12 @@ pub fn verify(settings: &Settings, token: &str) -> Result<Claims> {
     let mut v = Validation::new(Algorithm::HS256);
     v.leeway = 0;
     v.set_required_spec_claims(&["exp", "sub", "iat"]);
-    decode::<Claims>(token, &DecodingKey::from_secret(settings.jwt_secret()), &v)
-        .map(|d| d.claims)
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => Error::Unauthorized("Token has expired".into()),
-            _ => Error::Unauthorized("Invalid authentication credentials".into()),
-        })
+    decode::<Claims>(token, &DecodingKey::from_secret(settings.jwt_secret()), &v).map(|d| d.claims).map_err(|e| match e
+        .kind()
+    {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => Error::Unauthorized("Token has expired".into()),
+        _ => Error::Unauthorized("Invalid authentication credentials".into()),
+    })
 }
 
 #[cfg(test)]
@@ -73,7 +74,8 @@ mod tests {
         let t = issue(&s, 7, "a@b.cl", "AGENT", Some(3)).unwrap();
         let parts: Vec<&str> = t.split('.').collect();
         let forged_payload = URL_SAFE_NO_PAD.encode(
-            serde_json::json!({"sub": "7", "email": "a@b.cl", "role": "SUPERADMIN", "iat": 1, "exp": 9999999999i64}).to_string(),
+            serde_json::json!({"sub": "7", "email": "a@b.cl", "role": "SUPERADMIN", "iat": 1, "exp": 9999999999i64})
+                .to_string(),
         );
         let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
         assert!(verify(&s, &tampered).is_err());
@@ -85,7 +87,14 @@ mod tests {
     #[test]
     fn expired_tokens_are_rejected() {
         let s = settings();
-        let claims = Claims { sub: "1".into(), email: "a@b.cl".into(), role: "ADMIN".into(), broker_id: Some(1), iat: 1, exp: 2 };
+        let claims = Claims {
+            sub: "1".into(),
+            email: "a@b.cl".into(),
+            role: "ADMIN".into(),
+            broker_id: Some(1),
+            iat: 1,
+            exp: 2,
+        };
         let t = encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(s.jwt_secret())).unwrap();
         assert!(matches!(verify(&s, &t), Err(Error::Unauthorized(m)) if m.contains("expired")));
     }

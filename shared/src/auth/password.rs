@@ -24,7 +24,10 @@ fn argon2() -> Argon2<'static> {
 }
 
 fn hash_sync(password: &str) -> Result<String> {
-    argon2().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| Error::internal(anyhow::anyhow!("hash: {e}")))
+    argon2()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| Error::internal(anyhow::anyhow!("hash: {e}")))
 }
 
 fn verify_sync(password: &str, phc: &str) -> bool {

@@ -6,12 +6,12 @@ use sea_orm::{
 use serde_json::json;
 
 use super::repo;
+use crate::audit;
 use crate::auth::{password, service::insert_user};
 use crate::ctx::{Ctx, Role};
 use crate::entities::users;
 use crate::error::{Error, FieldError, Result};
 use crate::text::{Email, clean_text};
-use crate::audit;
 
 pub struct NewUser {
     pub email: String,
@@ -32,7 +32,10 @@ pub struct UserPatch {
 fn parse_role(raw: &str) -> Result<Role> {
     match Role::parse(raw) {
         Some(r @ (Role::Admin | Role::Agent)) => Ok(r),
-        _ => Err(Error::invalid("invalid_role", FieldError::body("role", "role must be 'admin' or 'agent'", "value_error"))),
+        _ => Err(Error::invalid(
+            "invalid_role",
+            FieldError::body("role", "role must be 'admin' or 'agent'", "value_error"),
+        )),
     }
 }
 
@@ -77,8 +80,8 @@ pub async fn create(db: &DatabaseConnection, ctx: &Ctx, req: NewUser) -> Result<
     } else {
         ctx.target_broker(req.broker_id)?
     };
-    let email =
-        Email::parse(&req.email).map_err(|m| Error::invalid("validation_error", FieldError::body("email", m, "value_error")))?;
+    let email = Email::parse(&req.email)
+        .map_err(|m| Error::invalid("validation_error", FieldError::body("email", m, "value_error")))?;
     password::check_strength(&req.password)?;
     let name = clean_name(&req.name)?;
     let role = parse_role(req.role.as_deref().unwrap_or("agent"))?;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
-use super::model::{clean_name, search_text, seal_metadata};
+use super::model::{clean_name, seal_metadata, search_text};
 use crate::crypto::Cipher;
 use crate::ctx::{Ctx, Role};
 use crate::error::{Error, Result};
@@ -129,9 +129,9 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed> {
                 continue;
             }
         };
-        let tags = match field(tags_col).map(|t| {
-            super::model::clean_tags(&t.split(',').map(str::to_string).collect::<Vec<_>>())
-        }) {
+        let tags = match field(tags_col)
+            .map(|t| super::model::clean_tags(&t.split(',').map(str::to_string).collect::<Vec<_>>()))
+        {
             None => Vec::new(),
             Some(Ok(t)) => t,
             Some(Err(_)) => {
@@ -150,7 +150,9 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed> {
         }
         let metadata: Map<String, Value> = extra
             .iter()
-            .filter_map(|(i, h)| record.get(*i).filter(|v| !v.is_empty()).map(|v| (h.clone(), Value::String(clean_text(v)))))
+            .filter_map(|(i, h)| {
+                record.get(*i).filter(|v| !v.is_empty()).map(|v| (h.clone(), Value::String(clean_text(v))))
+            })
             .collect();
         out.rows.push(ImportRow { row, phone, name, email, tags, metadata });
     }
@@ -197,7 +199,9 @@ pub async fn import(infra: &Infra, ctx: &Ctx, broker_id: Option<i64>, bytes: &[u
                 let dup = taken_phones.contains(&r.phone) || r.email.as_ref().is_some_and(|e| taken_emails.contains(e));
                 if dup {
                     parsed.duplicates += 1;
-                    parsed.errors.push(RowError { row: r.row, reason: "a lead with this phone or email already exists".into() });
+                    parsed
+                        .errors
+                        .push(RowError { row: r.row, reason: "a lead with this phone or email already exists".into() });
                 }
                 !dup
             })
@@ -248,7 +252,11 @@ async fn insert_batch(
         names.push(r.name.as_deref());
         emails.push(r.email.as_deref());
         tags.push(json!(r.tags).to_string());
-        metas.push(if r.metadata.is_empty() { "{}".to_string() } else { seal_metadata(cipher, r.metadata.clone()).to_string() });
+        metas.push(if r.metadata.is_empty() {
+            "{}".to_string()
+        } else {
+            seal_metadata(cipher, r.metadata.clone()).to_string()
+        });
         search.push(search_text(r.name.as_deref(), Some(&r.phone), r.email.as_deref()));
     }
     let inserted: Vec<(i64,)> = sea_orm::sqlx::query_as(

@@ -115,7 +115,8 @@ pub fn parse_instant(raw: &str, field: &str, end_of_day: bool) -> Result<DateTim
         .map_err(|_| Error::invalid_query(field, "expected a date (YYYY-MM-DD) or an RFC 3339 date-time"))?;
     let date = if end_of_day { date.succ_opt().unwrap_or(date) } else { date };
     let local = date.and_hms_opt(0, 0, 0).unwrap_or_default();
-    let at = TZ.from_local_datetime(&local).earliest().map(|d| d.with_timezone(&Utc)).unwrap_or_else(|| local.and_utc());
+    let at =
+        TZ.from_local_datetime(&local).earliest().map(|d| d.with_timezone(&Utc)).unwrap_or_else(|| local.and_utc());
     Ok(if end_of_day { at - chrono::Duration::microseconds(1) } else { at })
 }
 
@@ -199,7 +200,9 @@ pub fn seal_metadata(cipher: &Cipher, mut map: Map<String, Value>) -> Value {
 pub fn open_metadata(cipher: &Cipher, stored: &Value) -> Map<String, Value> {
     let mut map = stored.as_object().cloned().unwrap_or_default();
     for key in SENSITIVE_KEYS {
-        let Some(Value::String(s)) = map.get(key) else { continue };
+        let Some(Value::String(s)) = map.get(key) else {
+            continue;
+        };
         if !Cipher::is_encrypted(s) {
             continue;
         }
@@ -270,7 +273,10 @@ mod tests {
         assert_eq!(from.to_rfc3339(), "2026-01-31T03:00:00+00:00"); // UTC-3 in summer
         assert!(to > from && (to - from).num_hours() == 23);
         assert!(parse_instant("31/01/2026", "created_to", true).is_err());
-        assert_eq!(parse_instant("2026-01-31T10:00:00Z", "x", false).unwrap().to_rfc3339(), "2026-01-31T10:00:00+00:00");
+        assert_eq!(
+            parse_instant("2026-01-31T10:00:00Z", "x", false).unwrap().to_rfc3339(),
+            "2026-01-31T10:00:00+00:00"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::model::{
     self, Calificacion, LeadDetail, LeadView, Stage, Status, check_metadata, clean_name, clean_tags, parse_instant,
-    search_needle, seal_metadata,
+    seal_metadata, search_needle,
 };
 use super::repo::{self, LeadFilter};
 use crate::ctx::{Ctx, Role};
@@ -55,15 +55,19 @@ pub fn parse_filter(q: &ListQuery) -> Result<LeadFilter> {
             return Err(Error::invalid_query(name, "must be between 0 and 100"));
         }
     }
-    if let (Some(min), Some(max)) = (q.min_score, q.max_score) {
-        if min > max {
-            return Err(Error::invalid_query("min_score", "min_score must not exceed max_score"));
-        }
+    if let (Some(min), Some(max)) = (q.min_score, q.max_score)
+        && min > max
+    {
+        return Err(Error::invalid_query("min_score", "min_score must not exceed max_score"));
     }
     if q.search.as_deref().is_some_and(|s| s.chars().count() > 200) {
         return Err(Error::invalid_query("search", "search must have at most 200 characters"));
     }
-    let tags = q.tags.as_deref().map(|t| t.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect()).unwrap_or_default();
+    let tags = q
+        .tags
+        .as_deref()
+        .map(|t| t.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect())
+        .unwrap_or_default();
     let created_from = q.created_from.as_deref().map(|v| parse_instant(v, "created_from", false)).transpose()?;
     let created_to = q.created_to.as_deref().map(|v| parse_instant(v, "created_to", true)).transpose()?;
     Ok(LeadFilter {
@@ -127,7 +131,9 @@ fn parse_email(raw: &str) -> Result<Option<Email>> {
     if raw.trim().is_empty() {
         return Ok(None);
     }
-    Email::parse(raw).map(Some).map_err(|m| Error::invalid("invalid_email", FieldError::body("email", m, "value_error")))
+    Email::parse(raw)
+        .map(Some)
+        .map_err(|m| Error::invalid("invalid_email", FieldError::body("email", m, "value_error")))
 }
 
 /// An active ADMIN/AGENT of `broker_id`, else 404 `Agent`.
@@ -144,7 +150,9 @@ pub async fn create(infra: &Infra, ctx: &Ctx, input: NewLead) -> Result<LeadView
     let broker_id = ctx.target_broker(input.broker_id)?;
     let phone = match input.phone.as_deref() {
         Some(p) => parse_phone(p)?,
-        None => return Err(Error::invalid("validation_error", FieldError::body("phone", "Field required", "missing"))),
+        None => {
+            return Err(Error::invalid("validation_error", FieldError::body("phone", "Field required", "missing")));
+        }
     };
     let email = input.email.as_deref().map(parse_email).transpose()?.flatten();
     let name = input.name.as_deref().map(|n| clean_name(n, "name")).transpose()?.flatten();
@@ -217,7 +225,11 @@ pub async fn update(infra: &Infra, ctx: &Ctx, id: i64, patch: LeadPatch) -> Resu
         Some(None) => Some(None),
         None => None,
     };
-    let status = patch.status.as_deref().map(|s| Status::parse_field(s, FieldError::body("status", "", "value_error"))).transpose()?;
+    let status = patch
+        .status
+        .as_deref()
+        .map(|s| Status::parse_field(s, FieldError::body("status", "", "value_error")))
+        .transpose()?;
     let tags = match &patch.tags {
         Some(t) => Some(clean_tags(t.as_deref().unwrap_or_default())?),
         None => None,
@@ -234,7 +246,11 @@ pub async fn update(infra: &Infra, ctx: &Ctx, id: i64, patch: LeadPatch) -> Resu
     match &patch.metadata {
         Some(Some(m)) => {
             for (k, v) in m {
-                if v.is_null() { merged.remove(k) } else { merged.insert(k.clone(), v.clone()) };
+                if v.is_null() {
+                    merged.remove(k)
+                } else {
+                    merged.insert(k.clone(), v.clone())
+                };
             }
             changed.push("lead_metadata");
         }
@@ -279,7 +295,9 @@ pub async fn update(infra: &Infra, ctx: &Ctx, id: i64, patch: LeadPatch) -> Resu
         Ok(l) => l,
         Err(e) => {
             drop(txn);
-            return Err(repo::duplicate_error(&infra.db, e, broker_id, new_phone.as_deref(), new_email.as_deref()).await);
+            return Err(
+                repo::duplicate_error(&infra.db, e, broker_id, new_phone.as_deref(), new_email.as_deref()).await
+            );
         }
     };
     if !changed.is_empty() {
