@@ -680,3 +680,17 @@ async fn bulk_import_handles_thousands_of_rows_in_batches() {
     assert_eq!(r["errors"].as_array().unwrap().len(), 100, "at most 100 errors");
     assert_eq!(list(&app, &admin, "limit=1").await["total"], 11_880);
 }
+
+#[tokio::test]
+async fn bulk_import_over_50_mb_is_413() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    let mut csv = String::with_capacity(51 * 1024 * 1024);
+    csv.push_str("phone,name\n");
+    let row = format!("+56911112222,{}\n", "x".repeat(1000));
+    while csv.len() <= 50 * 1024 * 1024 {
+        csv.push_str(&row);
+    }
+    expect_error(import(&app, &admin, "huge.csv", &csv).await, 413, "payload_too_large").await;
+    assert_eq!(list(&app, &admin, "").await["total"], 0);
+}

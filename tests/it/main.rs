@@ -8,3 +8,4 @@ mod brokers;
 mod leads;
 mod malformed;
 mod utility;
+mod worker;

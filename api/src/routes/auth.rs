@@ -9,7 +9,7 @@ use shared::ratelimit::{self, Limit};
 use super::ApiTags;
 use crate::body::JsonBody;
 use crate::error::ApiResult;
-use crate::security::{Auth, client_ip};
+use crate::security::{Auth, client_ip, origin};
 use crate::state::AppState;
 use poem::web::Data;
 
@@ -82,7 +82,12 @@ impl AuthApi {
         let t = service::register(
             &infra.db,
             &infra.settings,
-            Registration { email: b.email, password: b.password, broker_name: b.broker_name },
+            Registration {
+                email: b.email,
+                password: b.password,
+                broker_name: b.broker_name,
+                origin: origin(req, infra.settings.trust_forwarded_for),
+            },
         )
         .await?;
         Ok(token(t))

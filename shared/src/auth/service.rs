@@ -14,7 +14,7 @@ use serde_json::json;
 use super::{jwt, password};
 use crate::brokers::repo as broker_repo;
 use crate::config::Settings;
-use crate::ctx::{Ctx, Role};
+use crate::ctx::{Ctx, Origin, Role};
 use crate::entities::users;
 use crate::error::{Error, FieldError, Result};
 use crate::text::{Email, clean_text};
@@ -133,6 +133,8 @@ pub struct Registration {
     pub email: String,
     pub password: String,
     pub broker_name: String,
+    /// Where the request came from, for the audit row.
+    pub origin: Origin,
 }
 
 /// Creates the ADMIN user, its broker (unique slug) and the broker's default configs in one
@@ -153,10 +155,11 @@ pub async fn register(db: &DatabaseConnection, settings: &Settings, req: Registr
     let user = db
         .transaction::<_, users::Model, Error>(|txn| {
             let email = email.clone();
+            let origin = req.origin.clone();
             Box::pin(async move {
                 let broker = broker_repo::create_with_defaults(txn, &broker_name, None, Default::default()).await?;
                 let user = insert_user(txn, &email, &hashed, &broker_name, Role::Admin, Some(broker.id)).await?;
-                let ctx = Ctx::user(user.id, Some(broker.id), Role::Admin);
+                let ctx = Ctx::user(user.id, Some(broker.id), Role::Admin).with_origin(origin);
                 audit::record(
                     txn,
                     &ctx,
@@ -214,6 +217,11 @@ pub async fn login(db: &DatabaseConnection, settings: &Settings, email: &str, pw
     };
     if !user.is_active {
         return Err(Error::UserInactive);
+    }
+    if let Some(broker_id) = user.broker_id
+        && !broker_repo::find(db, broker_id).await?.is_some_and(|b| b.is_active)
+    {
+        return Err(Error::forbidden("This broker account is inactive"));
     }
     jwt::issue(settings, user.id, &user.email, &user.role, user.broker_id)
 }

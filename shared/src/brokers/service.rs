@@ -90,6 +90,16 @@ pub async fn get(db: &DatabaseConnection, ctx: &Ctx, id: i64) -> Result<brokers:
 }
 
 pub async fn update(db: &DatabaseConnection, ctx: &Ctx, id: i64, p: BrokerPatch) -> Result<brokers::Model> {
+    apply(db, ctx, id, p, "broker_update").await
+}
+
+async fn apply(
+    db: &DatabaseConnection,
+    ctx: &Ctx,
+    id: i64,
+    p: BrokerPatch,
+    action: &'static str,
+) -> Result<brokers::Model> {
     ctx.require_superadmin()?;
     let current = repo::find(db, id).await?.ok_or(Error::NotFound("Broker"))?;
     let mut am: brokers::ActiveModel = current.into();
@@ -138,7 +148,7 @@ pub async fn update(db: &DatabaseConnection, ctx: &Ctx, id: i64, p: BrokerPatch)
                     txn,
                     &ctx,
                     audit::Entry {
-                        action: "broker_update",
+                        action,
                         resource_type: "broker",
                         resource_id: Some(b.id),
                         broker_id: Some(b.id),
@@ -154,6 +164,6 @@ pub async fn update(db: &DatabaseConnection, ctx: &Ctx, id: i64, p: BrokerPatch)
 
 /// Soft delete: the broker and its users lose access; data is kept.
 pub async fn deactivate(db: &DatabaseConnection, ctx: &Ctx, id: i64) -> Result<()> {
-    update(db, ctx, id, BrokerPatch { is_active: Some(false), ..Default::default() }).await?;
+    apply(db, ctx, id, BrokerPatch { is_active: Some(false), ..Default::default() }, "broker_deactivate").await?;
     Ok(())
 }

@@ -126,6 +126,16 @@ pub async fn update(db: &DatabaseConnection, ctx: &Ctx, id: i64, patch: UserPatc
     }
     if let Some(role) = patch.role {
         let role = parse_role(&role)?;
+        if broker_id.is_none() {
+            return Err(Error::invalid(
+                "invalid_role",
+                FieldError::body(
+                    "role",
+                    "A platform superadmin has no broker and cannot become a broker user",
+                    "value_error",
+                ),
+            ));
+        }
         if is_self && role != ctx.role {
             return Err(Error::bad_request("cannot_modify_self", "You cannot change your own role"));
         }

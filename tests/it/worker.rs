@@ -1,0 +1,34 @@
+//! The worker process: starts, announces itself in Redis and stops cleanly when asked to.
+
+use redis::AsyncCommands;
+
+use crate::common::TestApp;
+
+#[tokio::test]
+async fn worker_heartbeats_and_stops_cleanly_on_shutdown() {
+    let app = TestApp::spawn().await;
+    let settings = (*app.infra().settings).clone();
+    let key = worker::heartbeat_key(&settings.redis_prefix, &worker::worker_name());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(worker::run(settings, async {
+        let _ = stopped.await;
+    }));
+    let mut redis =
+        redis::Client::open(crate::common::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut alive = false;
+    for _ in 0..50 {
+        if redis.exists::<_, bool>(&key).await.unwrap() {
+            alive = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(alive, "the worker announced itself");
+    let ttl: i64 = redis.ttl(&key).await.unwrap();
+    assert!((1..=15).contains(&ttl), "heartbeat expires unless refreshed: {ttl}");
+    stop.send(()).unwrap();
+    let result =
+        tokio::time::timeout(std::time::Duration::from_secs(5), handle).await.expect("stops promptly").unwrap();
+    assert!(result.is_ok());
+    assert!(!redis.exists::<_, bool>(&key).await.unwrap(), "the heartbeat is removed on a clean stop");
+}
