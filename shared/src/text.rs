@@ -59,10 +59,12 @@ impl Phone {
         if !raw.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.')) {
             return Err("phone may only contain digits, spaces, '+', '-', '(', ')' and '.'");
         }
-        if raw.chars().skip(1).any(|c| c == '+') {
+        let first_digit = raw.find(|c: char| c.is_ascii_digit()).unwrap_or(raw.len());
+        let plus_signs = raw.matches('+').count();
+        if plus_signs > 1 || raw.rfind('+').is_some_and(|i| i > first_digit) {
             return Err("'+' may only start the phone");
         }
-        let international = raw.starts_with('+');
+        let international = plus_signs == 1;
         let mut digits: String = raw.chars().filter(char::is_ascii_digit).collect();
         let international = international || {
             if let Some(rest) = digits.strip_prefix("00") {
