@@ -2,8 +2,8 @@
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Select, Set, Statement,
 };
 use serde_json::Value;
 
@@ -28,6 +28,56 @@ pub struct LeadFilter {
     pub broker_id: Option<i64>,
     pub skip: u64,
     pub limit: u64,
+}
+
+impl LeadFilter {
+    /// True when only the tenant scope restricts the list (no filter parameter given).
+    pub fn is_unfiltered(&self) -> bool {
+        self.statuses.is_empty()
+            && self.min_score.is_none()
+            && self.max_score.is_none()
+            && self.search.is_none()
+            && self.stage.is_none()
+            && self.assigned_to.is_none()
+            && self.created_from.is_none()
+            && self.created_to.is_none()
+            && self.calificacion.is_none()
+            && self.tags.is_empty()
+    }
+}
+
+/// Deltas pending for a broker before the list path folds them into its total.
+const FOLD_AFTER: i64 = 64;
+
+/// The exact number of a broker's leads: the folded total plus the pending deltas the insert and
+/// delete triggers wrote (see migration `m20261127_000002_lead_counts`). Folds when many are pending.
+pub async fn broker_total(db: &impl ConnectionTrait, broker_id: i64) -> Result<u64> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT COALESCE((SELECT total FROM lead_counts WHERE broker_id = $1), 0)::bigint                     + COALESCE(d.sum, 0)::bigint AS total, d.n AS pending              FROM (SELECT sum(delta) AS sum, count(*) AS n FROM lead_count_deltas WHERE broker_id = $1) d",
+            [broker_id.into()],
+        ))
+        .await?
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("lead total query returned no row")))?;
+    let total: i64 = row.try_get("", "total")?;
+    let pending: i64 = row.try_get("", "pending")?;
+    if pending > FOLD_AFTER {
+        fold_deltas(db, broker_id).await?;
+    }
+    Ok(u64::try_from(total).unwrap_or_default())
+}
+
+/// Moves a broker's pending deltas into its total in one statement (exact under concurrency: a
+/// delta is deleted by exactly one fold, and readers see either side of the commit).
+pub async fn fold_deltas(db: &impl ConnectionTrait, broker_id: i64) -> Result<()> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "WITH d AS (DELETE FROM lead_count_deltas WHERE broker_id = $1 RETURNING delta)          INSERT INTO lead_counts (broker_id, total) SELECT $1, COALESCE(sum(delta), 0) FROM d          ON CONFLICT (broker_id) DO UPDATE SET total = lead_counts.total + EXCLUDED.total",
+        [broker_id.into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// `leads` restricted to what `scope` may see.
@@ -63,7 +113,12 @@ fn like_escape(s: &str) -> String {
 
 /// One page of leads, best score first, and the total matching the filters.
 pub async fn list(db: &impl ConnectionTrait, ctx: &Ctx, f: &LeadFilter) -> Result<(Vec<leads::Model>, u64)> {
-    let mut q = scoped(ctx.lead_scope(f.broker_id)?);
+    let scope = ctx.lead_scope(f.broker_id)?;
+    let whole_broker = match scope {
+        LeadScope::Broker(b) | LeadScope::All { broker_id: Some(b) } if f.is_unfiltered() => Some(b),
+        _ => None,
+    };
+    let mut q = scoped(scope);
     let mut cond = Condition::all();
     match f.statuses.as_slice() {
         [] => {}
@@ -104,7 +159,11 @@ pub async fn list(db: &impl ConnectionTrait, ctx: &Ctx, f: &LeadFilter) -> Resul
         .order_by_desc(leads::Column::Id)
         .offset(f.skip)
         .limit(f.limit);
-    let (rows, total) = tokio::try_join!(page.all(db), q.count(db))?;
+    let rows = async { page.all(db).await.map_err(Error::from) };
+    let (rows, total) = match whole_broker {
+        Some(b) => tokio::try_join!(rows, broker_total(db, b))?,
+        None => tokio::try_join!(rows, async { q.count(db).await.map_err(Error::from) })?,
+    };
     Ok((rows, total))
 }
 
