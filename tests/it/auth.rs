@@ -314,3 +314,23 @@ async fn concurrent_registrations_of_one_name_get_distinct_brokers() {
     brokers.dedup();
     assert_eq!(brokers.len(), 4);
 }
+
+#[tokio::test]
+async fn authenticated_requests_are_limited_per_user() {
+    let app = TestApp::spawn_with(|k| (k == "RATE_LIMIT_API_PER_MINUTE").then(|| "3".to_string())).await;
+    let admin = app.new_broker().await; // `/auth/me` inside spends one request
+    let agent_of_other = app.new_broker().await;
+    for _ in 0..2 {
+        app.client().get("/api/v1/leads").header("authorization", admin.bearer()).send().await.assert_status_is_ok();
+    }
+    let resp = app.client().get("/api/v1/leads").header("authorization", admin.bearer()).send().await;
+    assert!(resp.0.headers().get("retry-after").is_some());
+    expect_error(resp, 429, "rate_limited").await;
+    // Another user has its own budget.
+    app.client()
+        .get("/api/v1/leads")
+        .header("authorization", agent_of_other.bearer())
+        .send()
+        .await
+        .assert_status_is_ok();
+}
