@@ -4,6 +4,7 @@
 pub mod body;
 pub mod cli;
 pub mod error;
+pub mod json_out;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -52,7 +53,8 @@ pub fn app(state: AppState) -> impl Endpoint {
                 }
             }
             // PostgreSQL text cannot hold NUL; refuse it in the path or query before any handler sees it.
-            if req.uri().path_and_query().is_some_and(|pq| pq.as_str().to_ascii_lowercase().contains("%00")) {
+            let has_nul = |s: &str| s.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0');
+            if req.uri().path_and_query().is_some_and(|pq| has_nul(pq.as_str())) {
                 return Err(error::ApiError(shared::Error::invalid(
                     "validation_error",
                     shared::error::FieldError {

@@ -2,6 +2,8 @@
 """Process helpers for bench/run (stdlib only).
 
   procwatch.py rss PID                      current VmRSS of PID in MiB
+  procwatch.py hwm PID                      VmHWM (peak RSS over the process's life) of PID in MiB
+  procwatch.py cpu PID                      CPU time (user + system) PID has used so far, in seconds
   procwatch.py sample PID OUT [INTERVAL_MS] poll VmRSS every INTERVAL_MS (default 100) until PID exits
                                             or this process gets SIGTERM/SIGINT; OUT always holds the
                                             peak so far in MiB (and the sample count)
@@ -31,6 +33,15 @@ def vm_kib(pid: int, field: str = "VmRSS") -> int:
 
 def cmd_rss(pid: int) -> int:
     print(f"{vm_kib(pid) / 1024:.1f}")
+    return 0
+
+
+def cmd_cpu(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # after the command: state(0) ppid … utime(11) stime(12), in clock ticks
+    ticks = int(fields[11]) + int(fields[12])
+    print(f"{ticks / os.sysconf('SC_CLK_TCK'):.2f}")
     return 0
 
 
@@ -129,6 +140,11 @@ def cmd_free_port(start: int) -> int:
 def main(argv) -> int:
     if len(argv) >= 2 and argv[0] == "rss":
         return cmd_rss(int(argv[1]))
+    if len(argv) == 2 and argv[0] == "hwm":
+        print(f"{vm_kib(int(argv[1]), 'VmHWM') / 1024:.1f}")
+        return 0
+    if len(argv) == 2 and argv[0] == "cpu":
+        return cmd_cpu(int(argv[1]))
     if len(argv) >= 3 and argv[0] == "sample":
         return cmd_sample(int(argv[1]), argv[2], int(argv[3]) if len(argv) > 3 else 100)
     if len(argv) == 4 and argv[0] == "wait-health":

@@ -1,10 +1,5 @@
 //! `worker` binary: settings, tracing, then `worker::run` until SIGTERM or Ctrl-C.
 
-/// mimalloc returns freed memory to the OS promptly; glibc keeps per-thread arenas (argon2 allocates
-/// 19 MiB per hash on the blocking pool), which inflated the resident set under load.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::process::ExitCode;
 
 #[tokio::main]

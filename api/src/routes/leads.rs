@@ -16,9 +16,11 @@ use shared::leads::service::{self, LeadPatch, ListQuery, NewLead};
 use super::ApiTags;
 use crate::body::JsonBody;
 use crate::error::ApiResult;
+use crate::json_out::{CreatedJson, JsonOut, rfc3339};
 use crate::security::Auth;
 use crate::state::AppState;
 use poem::web::Data;
+use serde::Serialize;
 
 /// CSV uploads above this size are refused with 413.
 pub const MAX_CSV_BYTES: u64 = 50 * 1024 * 1024;
@@ -26,7 +28,7 @@ pub const MAX_CSV_BYTES: u64 = 50 * 1024 * 1024;
 pub struct LeadsApi;
 
 /// A lead.
-#[derive(Object)]
+#[derive(Object, Serialize)]
 pub struct LeadOut {
     /// E.164 (`+56912345678`); null for channel leads that have not given one.
     pub phone: Option<String>,
@@ -42,6 +44,7 @@ pub struct LeadOut {
     pub lead_score: f64,
     /// One of the 8 stages.
     pub pipeline_stage: String,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub stage_entered_at: DateTime<Utc>,
     /// `calificado` · `potencial` · `no_calificado`, or null until income and DICOM are known.
     pub calificacion: Option<String>,
@@ -50,16 +53,19 @@ pub struct LeadOut {
     /// Id of the user the lead is assigned to.
     pub assigned_to: Option<i64>,
     pub notes: Option<String>,
+    #[serde(serialize_with = "rfc3339::option::serialize")]
     pub last_contacted: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub updated_at: DateTime<Utc>,
     /// Response-time statistics, when known.
     pub response_metrics: Option<Value>,
 }
 
 impl From<LeadView> for LeadOut {
-    fn from(v: LeadView) -> Self {
-        let tags = v.tags();
+    fn from(mut v: LeadView) -> Self {
+        let tags = v.take_tags();
         let r = v.row;
         let response_metrics = v.metadata.get("response_metrics").cloned();
         LeadOut {
@@ -87,12 +93,13 @@ impl From<LeadView> for LeadOut {
     }
 }
 
-#[derive(Object)]
+#[derive(Object, Serialize)]
 pub struct ActivityOut {
     pub id: i64,
     pub action_type: String,
     pub details: Value,
     pub user_id: Option<i64>,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -109,9 +116,10 @@ impl From<activity_log::Model> for ActivityOut {
 }
 
 /// A lead with the explanation of its score and its latest 10 activities.
-#[derive(Object)]
+#[derive(Object, Serialize)]
 pub struct LeadDetailOut {
     #[oai(flatten)]
+    #[serde(flatten)]
     pub lead: LeadOut,
     pub lead_score_components: Value,
     pub recent_activities: Vec<ActivityOut>,
@@ -128,7 +136,7 @@ impl From<LeadDetail> for LeadDetailOut {
     }
 }
 
-#[derive(Object)]
+#[derive(Object, Serialize)]
 pub struct LeadPage {
     pub data: Vec<LeadOut>,
     pub total: u64,
@@ -230,19 +238,13 @@ pub struct ImportForm {
     pub file: Upload,
 }
 
-#[derive(Object)]
+#[derive(Object, Serialize)]
 pub struct LeadExport {
     pub lead: LeadDetailOut,
     pub activities: Vec<Value>,
     pub messages: Vec<Value>,
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub exported_at: DateTime<Utc>,
-}
-
-#[derive(ApiResponse)]
-pub enum Created {
-    /// Created
-    #[oai(status = 201)]
-    Ok(Json<LeadOut>),
 }
 
 #[derive(ApiResponse)]
@@ -298,7 +300,7 @@ impl LeadsApi {
         broker_id: Query<Option<i64>>,
         #[oai(default, validator(minimum(value = "0"), maximum(value = "10000000")))] skip: Query<u64>,
         #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<u64>,
-    ) -> ApiResult<Json<LeadPage>> {
+    ) -> ApiResult<JsonOut<LeadPage>> {
         let q = ListQuery {
             status: status.0,
             min_score: min_score.0,
@@ -315,7 +317,7 @@ impl LeadsApi {
             limit: limit.0,
         };
         let (rows, total) = service::list(&state.infra, &auth, &q).await?;
-        Ok(Json(LeadPage { data: rows.into_iter().map(Into::into).collect(), total, skip: q.skip, limit: q.limit }))
+        Ok(JsonOut(LeadPage { data: rows.into_iter().map(Into::into).collect(), total, skip: q.skip, limit: q.limit }))
     }
 
     /// Create a lead
@@ -323,7 +325,12 @@ impl LeadsApi {
     /// The phone is normalised to E.164; a phone or email already used in the broker answers 409
     /// `lead_exists` with the existing `lead_id`.
     #[oai(path = "/api/v1/leads", method = "post", operation_id = "leads_create")]
-    async fn create(&self, state: Data<&AppState>, auth: Auth, body: JsonBody<LeadCreate>) -> ApiResult<Created> {
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        body: JsonBody<LeadCreate>,
+    ) -> ApiResult<CreatedJson<LeadOut>> {
         let b = body.0;
         let metadata = match object(b.lead_metadata, "lead_metadata")? {
             Some(m) => Some(m),
@@ -339,7 +346,7 @@ impl LeadsApi {
             broker_id: b.broker_id,
             assigned_to: b.assigned_to,
         };
-        Ok(Created::Ok(Json(service::create(&state.infra, &auth, input).await?.into())))
+        Ok(CreatedJson(service::create(&state.infra, &auth, input).await?.into()))
     }
 
     /// Import leads from a CSV file
@@ -381,8 +388,8 @@ impl LeadsApi {
     /// With `lead_score_components` and the latest 10 activities. Another broker's lead, or for an
     /// AGENT a lead not assigned to it, is 404.
     #[oai(path = "/api/v1/leads/:lead_id", method = "get", operation_id = "leads_get")]
-    async fn get(&self, state: Data<&AppState>, auth: Auth, lead_id: Path<i64>) -> ApiResult<Json<LeadDetailOut>> {
-        Ok(Json(service::get(&state.infra, &auth, lead_id.0).await?.into()))
+    async fn get(&self, state: Data<&AppState>, auth: Auth, lead_id: Path<i64>) -> ApiResult<JsonOut<LeadDetailOut>> {
+        Ok(JsonOut(service::get(&state.infra, &auth, lead_id.0).await?.into()))
     }
 
     /// Update a lead (partial)
@@ -393,7 +400,7 @@ impl LeadsApi {
         auth: Auth,
         lead_id: Path<i64>,
         body: JsonBody<LeadUpdate>,
-    ) -> ApiResult<Json<LeadOut>> {
+    ) -> ApiResult<JsonOut<LeadOut>> {
         let b = body.0;
         let metadata = match (b.lead_metadata, b.metadata) {
             (MaybeUndefined::Undefined, alias) => alias,
@@ -413,7 +420,7 @@ impl LeadsApi {
             metadata,
             notes: maybe(b.notes),
         };
-        Ok(Json(service::update(&state.infra, &auth, lead_id.0, patch).await?.into()))
+        Ok(JsonOut(service::update(&state.infra, &auth, lead_id.0, patch).await?.into()))
     }
 
     /// Delete a lead and everything about it
@@ -427,11 +434,11 @@ impl LeadsApi {
 
     /// Export everything stored about a lead (GDPR)
     #[oai(path = "/api/v1/leads/:lead_id/export", method = "get", operation_id = "leads_export")]
-    async fn export(&self, state: Data<&AppState>, auth: Auth, lead_id: Path<i64>) -> ApiResult<Json<LeadExport>> {
+    async fn export(&self, state: Data<&AppState>, auth: Auth, lead_id: Path<i64>) -> ApiResult<JsonOut<LeadExport>> {
         let infra = &state.infra;
         let (lead, activities, messages) = service::export(infra, &auth, lead_id.0).await?;
         let recent = shared::leads::repo::activities(&infra.db, lead.row.id, Some(10)).await?;
-        Ok(Json(LeadExport {
+        Ok(JsonOut(LeadExport {
             lead: LeadDetail { lead, recent_activities: recent }.into(),
             activities,
             messages,

@@ -197,8 +197,11 @@ pub fn seal_metadata(cipher: &Cipher, mut map: Map<String, Value>) -> Value {
 }
 
 /// Decrypts the sensitive keys of stored metadata; a value that cannot be decrypted is dropped.
-pub fn open_metadata(cipher: &Cipher, stored: &Value) -> Map<String, Value> {
-    let mut map = stored.as_object().cloned().unwrap_or_default();
+pub fn open_metadata(cipher: &Cipher, stored: Value) -> Map<String, Value> {
+    let mut map = match stored {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
     for key in SENSITIVE_KEYS {
         let Some(Value::String(s)) = map.get(key) else {
             continue;
@@ -219,21 +222,133 @@ pub fn open_metadata(cipher: &Cipher, stored: &Value) -> Map<String, Value> {
     map
 }
 
+/// The columns of a lead the API shows (not the search index, campaign history or hand-over bookkeeping).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeadRow {
+    pub id: i64,
+    pub broker_id: i64,
+    pub phone: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub status: String,
+    pub lead_score: f64,
+    pub lead_score_components: Value,
+    pub pipeline_stage: String,
+    pub stage_entered_at: DateTime<Utc>,
+    pub calificacion: Option<String>,
+    pub conversation_state: Option<String>,
+    pub assigned_to: Option<i64>,
+    pub tags: Value,
+    pub metadata: Value,
+    pub human_mode: bool,
+    pub notes: Option<String>,
+    pub last_contacted: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl LeadRow {
+    /// The selected columns, in the order [`LeadRow::decode`] reads them.
+    pub const COLUMNS: [leads::Column; 20] = [
+        leads::Column::Id,
+        leads::Column::BrokerId,
+        leads::Column::Phone,
+        leads::Column::Name,
+        leads::Column::Email,
+        leads::Column::Status,
+        leads::Column::LeadScore,
+        leads::Column::LeadScoreComponents,
+        leads::Column::PipelineStage,
+        leads::Column::StageEnteredAt,
+        leads::Column::Calificacion,
+        leads::Column::ConversationState,
+        leads::Column::AssignedTo,
+        leads::Column::Tags,
+        leads::Column::Metadata,
+        leads::Column::HumanMode,
+        leads::Column::Notes,
+        leads::Column::LastContacted,
+        leads::Column::CreatedAt,
+        leads::Column::UpdatedAt,
+    ];
+
+    /// Reads a row selected with [`LeadRow::COLUMNS`] by position (no per-column name lookups).
+    pub fn decode(r: &sea_orm::QueryResult) -> std::result::Result<Self, sea_orm::DbErr> {
+        Ok(Self {
+            id: r.try_get_by_index(0)?,
+            broker_id: r.try_get_by_index(1)?,
+            phone: r.try_get_by_index(2)?,
+            name: r.try_get_by_index(3)?,
+            email: r.try_get_by_index(4)?,
+            status: r.try_get_by_index(5)?,
+            lead_score: r.try_get_by_index(6)?,
+            lead_score_components: r.try_get_by_index(7)?,
+            pipeline_stage: r.try_get_by_index(8)?,
+            stage_entered_at: r.try_get_by_index(9)?,
+            calificacion: r.try_get_by_index(10)?,
+            conversation_state: r.try_get_by_index(11)?,
+            assigned_to: r.try_get_by_index(12)?,
+            tags: r.try_get_by_index(13)?,
+            metadata: r.try_get_by_index(14)?,
+            human_mode: r.try_get_by_index(15)?,
+            notes: r.try_get_by_index(16)?,
+            last_contacted: r.try_get_by_index(17)?,
+            created_at: r.try_get_by_index(18)?,
+            updated_at: r.try_get_by_index(19)?,
+        })
+    }
+}
+
+impl From<leads::Model> for LeadRow {
+    fn from(m: leads::Model) -> Self {
+        Self {
+            id: m.id,
+            broker_id: m.broker_id,
+            phone: m.phone,
+            name: m.name,
+            email: m.email,
+            status: m.status,
+            lead_score: m.lead_score,
+            lead_score_components: m.lead_score_components,
+            pipeline_stage: m.pipeline_stage,
+            stage_entered_at: m.stage_entered_at,
+            calificacion: m.calificacion,
+            conversation_state: m.conversation_state,
+            assigned_to: m.assigned_to,
+            tags: m.tags,
+            metadata: m.metadata,
+            human_mode: m.human_mode,
+            notes: m.notes,
+            last_contacted: m.last_contacted,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
 /// The lead as the API returns it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LeadView {
-    pub row: leads::Model,
+    pub row: LeadRow,
     pub metadata: Map<String, Value>,
 }
 
 impl LeadView {
-    pub fn new(cipher: &Cipher, row: leads::Model) -> Self {
-        let metadata = open_metadata(cipher, &row.metadata);
+    /// Takes the row's stored metadata and decrypts it (`row.metadata` is left empty).
+    pub fn new(cipher: &Cipher, row: impl Into<LeadRow>) -> Self {
+        let mut row: LeadRow = row.into();
+        let metadata = open_metadata(cipher, std::mem::take(&mut row.metadata));
         Self { row, metadata }
     }
 
-    pub fn tags(&self) -> Vec<String> {
-        serde_json::from_value(self.row.tags.clone()).unwrap_or_default()
+    /// Takes the row's tags (`row.tags` is left empty).
+    pub fn take_tags(&mut self) -> Vec<String> {
+        match std::mem::take(&mut self.row.tags) {
+            Value::Array(items) => {
+                items.into_iter().filter_map(|v| if let Value::String(s) = v { Some(s) } else { None }).collect()
+            }
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -295,7 +410,7 @@ mod tests {
         let sealed = seal_metadata(&cipher, map.as_object().unwrap().clone());
         assert!(sealed["monthly_income"].as_str().unwrap().starts_with("enc:v1:"));
         assert_eq!(sealed["location"], "Ñuñoa");
-        assert_eq!(Value::Object(open_metadata(&cipher, &sealed)), map);
+        assert_eq!(Value::Object(open_metadata(&cipher, sealed)), map);
     }
 
     #[test]

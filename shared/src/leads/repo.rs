@@ -3,11 +3,11 @@
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select, Set, Statement,
+    QueryOrder, QuerySelect, QueryTrait, Select, Set, Statement,
 };
 use serde_json::Value;
 
-use super::model::{Calificacion, Stage, Status};
+use super::model::{Calificacion, LeadRow, Stage, Status};
 use crate::ctx::{Ctx, LeadScope};
 use crate::entities::{activity_log, leads};
 use crate::error::{Error, Result};
@@ -48,6 +48,10 @@ impl LeadFilter {
 
 /// Deltas pending for a broker before the list path folds them into its total.
 const FOLD_AFTER: i64 = 64;
+
+/// A broker's exact lead total: the folded total plus the pending deltas (`$1` = broker id).
+const TOTAL_SQL: &str = "(COALESCE((SELECT total FROM lead_counts WHERE broker_id = $1), 0) \
+    + COALESCE((SELECT sum(delta) FROM lead_count_deltas WHERE broker_id = $1), 0))::bigint";
 
 /// The exact number of a broker's leads: the folded total plus the pending deltas the insert and
 /// delete triggers wrote (see migration `m20261127_000002_lead_counts`). Folds when many are pending.
@@ -111,14 +115,14 @@ fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
-/// One page of leads, best score first, and the total matching the filters.
-pub async fn list(db: &impl ConnectionTrait, ctx: &Ctx, f: &LeadFilter) -> Result<(Vec<leads::Model>, u64)> {
+/// One page of leads, best score first, and the total matching the filters. For a whole broker
+/// (no filter) the page and the total come back in one round trip.
+pub async fn list(db: &impl ConnectionTrait, ctx: &Ctx, f: &LeadFilter) -> Result<(Vec<LeadRow>, u64)> {
     let scope = ctx.lead_scope(f.broker_id)?;
     let whole_broker = match scope {
         LeadScope::Broker(b) | LeadScope::All { broker_id: Some(b) } if f.is_unfiltered() => Some(b),
         _ => None,
     };
-    let mut q = scoped(scope);
     let mut cond = Condition::all();
     match f.statuses.as_slice() {
         [] => {}
@@ -152,18 +156,44 @@ pub async fn list(db: &impl ConnectionTrait, ctx: &Ctx, f: &LeadFilter) -> Resul
     if !f.tags.is_empty() {
         cond = cond.add(Expr::cust_with_values("tags @> $1::jsonb", [Value::from(f.tags.clone())]));
     }
-    q = q.filter(cond);
-    let page = q
+    let filtered = scoped(scope).filter(cond);
+    let mut page = filtered
         .clone()
+        .select_only()
+        .columns(LeadRow::COLUMNS)
         .order_by_desc(leads::Column::LeadScore)
         .order_by_desc(leads::Column::Id)
         .offset(f.skip)
         .limit(f.limit);
-    let rows = async { page.all(db).await.map_err(Error::from) };
-    let (rows, total) = match whole_broker {
-        Some(b) => tokio::try_join!(rows, broker_total(db, b))?,
-        None => tokio::try_join!(rows, async { q.count(db).await.map_err(Error::from) })?,
+    if let Some(b) = whole_broker {
+        page = page.expr_as(Expr::cust_with_values(TOTAL_SQL, [b]), "__total").expr_as(
+            Expr::cust_with_values("(SELECT count(*) FROM lead_count_deltas WHERE broker_id = $1)", [b]),
+            "__pending",
+        );
+    }
+    let page = page.build(DbBackend::Postgres);
+    let (rows, counted) = match whole_broker {
+        Some(_) => (db.query_all_raw(page).await?, None),
+        None => {
+            let (rows, total) = tokio::try_join!(db.query_all_raw(page), filtered.count(db))?;
+            (rows, Some(total))
+        }
     };
+    let total = match (counted, whole_broker, rows.first()) {
+        (Some(total), _, _) => total,
+        (None, Some(b), Some(first)) => {
+            let total: i64 = first.try_get_by_index(LeadRow::COLUMNS.len())?;
+            let pending: i64 = first.try_get_by_index(LeadRow::COLUMNS.len() + 1)?;
+            if pending > FOLD_AFTER {
+                fold_deltas(db, b).await?;
+            }
+            u64::try_from(total).unwrap_or_default()
+        }
+        // An empty page (or past the end): ask for the total on its own.
+        (None, Some(b), None) => broker_total(db, b).await?,
+        (None, None, _) => 0,
+    };
+    let rows = rows.iter().map(LeadRow::decode).collect::<std::result::Result<Vec<_>, _>>()?;
     Ok((rows, total))
 }
 

@@ -242,7 +242,7 @@ pub async fn update(infra: &Infra, ctx: &Ctx, id: i64, patch: LeadPatch) -> Resu
     let current = repo::lock_visible(&txn, ctx, id).await?;
     let broker_id = current.broker_id;
     let mut changed: Vec<&str> = Vec::new();
-    let mut merged = model::open_metadata(&infra.cipher, &current.metadata);
+    let mut merged = model::open_metadata(&infra.cipher, current.metadata.clone());
     match &patch.metadata {
         Some(Some(m)) => {
             for (k, v) in m {
