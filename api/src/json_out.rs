@@ -57,14 +57,17 @@ impl<T: Type + Serialize + Send> ApiResponse for JsonOut<T> {
     }
 }
 
-/// Serialises timestamps exactly as poem-openapi does (`to_rfc3339`, `+00:00`), so every endpoint
-/// writes times the same way.
+/// Serialises timestamps exactly as poem-openapi does (`to_rfc3339`: `2026-01-31T12:00:00.123456+00:00`),
+/// so every endpoint writes times the same way, but straight into the output without a `String` each.
 pub mod rfc3339 {
     use chrono::{DateTime, Utc};
     use serde::Serializer;
 
+    /// The format `DateTime::to_rfc3339` uses.
+    const FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.f%:z";
+
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_rfc3339())
+        s.collect_str(&t.format(FORMAT))
     }
 
     pub mod option {
@@ -72,8 +75,26 @@ pub mod rfc3339 {
 
         pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
             match t {
-                Some(t) => s.serialize_str(&t.to_rfc3339()),
+                Some(t) => s.collect_str(&t.format(FORMAT)),
                 None => s.serialize_none(),
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use chrono::TimeZone;
+
+        #[test]
+        fn matches_to_rfc3339() {
+            for t in [
+                chrono::Utc.with_ymd_and_hms(2026, 1, 31, 12, 0, 0).unwrap(),
+                chrono::Utc.timestamp_opt(1_790_000_000, 123_456_000).unwrap(),
+                chrono::Utc.timestamp_opt(1_790_000_000, 1).unwrap(),
+            ] {
+                let mut out = Vec::new();
+                super::serialize(&t, &mut serde_json::Serializer::new(&mut out)).unwrap();
+                assert_eq!(String::from_utf8(out).unwrap(), format!("\"{}\"", t.to_rfc3339()));
             }
         }
     }

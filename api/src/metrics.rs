@@ -46,8 +46,8 @@ impl Metrics {
         Self { registry, requests, latency }
     }
 
-    fn observe(&self, operation: &str, method: &str, status: u16, secs: f64) {
-        self.requests.with_label_values(&[operation, method, &status.to_string()]).inc();
+    fn observe(&self, operation: &str, method: &str, status: &str, secs: f64) {
+        self.requests.with_label_values(&[operation, method, status]).inc();
         self.latency.with_label_values(&[operation, method]).observe(secs);
     }
 
@@ -74,7 +74,7 @@ fn request_id(req: &Request) -> String {
 pub async fn observe<E: Endpoint>(ep: E, mut req: Request, metrics: std::sync::Arc<Metrics>) -> poem::Result<Response> {
     let id = request_id(&req);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let method = req.method().to_string();
+    let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
     let started = Instant::now();
@@ -89,7 +89,7 @@ pub async fn observe<E: Endpoint>(ep: E, mut req: Request, metrics: std::sync::A
     } else {
         "other"
     });
-    metrics.observe(operation, &method, resp.status().as_u16(), elapsed.as_secs_f64());
+    metrics.observe(operation, method.as_str(), resp.status().as_str(), elapsed.as_secs_f64());
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }
