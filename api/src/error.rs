@@ -3,7 +3,7 @@
 
 use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, Response};
-use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchemaRef, Registry};
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object};
 use serde_json::{Value, json};
@@ -115,11 +115,6 @@ impl ApiResponse for ApiError {
     fn register(registry: &mut Registry) {
         ErrorBody::register(registry);
     }
-}
-
-/// The schema reference of the error body, for hand-written responses.
-pub fn error_schema() -> MetaSchemaRef {
-    ErrorBody::schema_ref()
 }
 
 fn validation(loc: Vec<String>, msg: String, kind: &str) -> shared::Error {

@@ -117,17 +117,8 @@ impl Settings {
         })
     }
 
-    pub fn is_production(&self) -> bool {
-        self.app_env == "production"
-    }
-
     pub fn jwt_secret(&self) -> &[u8] {
         self.secret_key.expose_secret().as_bytes()
-    }
-
-    /// Prefixes a Redis key with `REDIS_PREFIX`.
-    pub fn redis_key(&self, key: &str) -> String {
-        format!("{}:{key}", self.redis_prefix)
     }
 }
 

@@ -72,16 +72,6 @@ impl Ctx {
         self
     }
 
-    /// Background work acting for the platform (jobs, schedulers, seeding).
-    pub fn system() -> Self {
-        Self { user_id: None, broker_id: None, role: Role::Superadmin, origin: None }
-    }
-
-    /// Background work acting inside one broker.
-    pub fn system_for(broker_id: i64) -> Self {
-        Self { user_id: None, broker_id: Some(broker_id), role: Role::Admin, origin: None }
-    }
-
     pub fn is_superadmin(&self) -> bool {
         self.role == Role::Superadmin
     }
