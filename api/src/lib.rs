@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod routes;
 pub mod security;
 pub mod state;
+pub mod ws;
 
 use std::future::Future;
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/redoc", redoc)
         .at("/openapi.json", spec)
         .at("/metrics", get(routes::utility::metrics))
+        .at("/ws/:broker_id/:user_id", get(ws::connect))
         .before(|mut req| async move {
             // The reference service served the broker collection with a trailing slash too.
             if req.uri().path() == "/api/brokers/" {

@@ -100,6 +100,20 @@ impl TestApp {
         &self.state.infra.db
     }
 
+    /// Serves this app on a real loopback port (for WebSockets) and returns its address.
+    pub async fn serve(&self) -> std::net::SocketAddr {
+        Self::serve_state(api::AppState::new(self.state.infra.clone())).await
+    }
+
+    /// Serves an app built on `state` (a second API instance when `state` has its own hub).
+    pub async fn serve_state(state: AppState) -> std::net::SocketAddr {
+        use poem::listener::{Acceptor, Listener, TcpListener};
+        let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.expect("bind");
+        let addr = acceptor.local_addr()[0].as_socket_addr().copied().expect("socket address");
+        tokio::spawn(api::serve(acceptor, state, std::future::pending()));
+        addr
+    }
+
     pub fn client(&self) -> TestClient<impl Endpoint + use<>> {
         TestClient::new(api::app(self.state.clone()))
     }

@@ -9,3 +9,4 @@ mod leads;
 mod malformed;
 mod utility;
 mod worker;
+mod ws;

@@ -374,7 +374,7 @@ impl LeadsApi {
             .into_vec()
             .await
             .map_err(|e| Error::bad_request("csv_invalid", format!("The upload could not be read: {e}")))?;
-        let report = import::import(&state.infra, &auth, broker_id.0, &bytes).await?;
+        let report = import::import(&state.infra, &auth, broker_id.0, bytes).await?;
         Ok(Json(ImportOut {
             imported: report.imported,
             duplicates: report.duplicates,

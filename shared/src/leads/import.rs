@@ -168,12 +168,12 @@ fn csv_reason(e: &csv::Error) -> String {
 
 /// Imports parsed rows into the caller's broker (SUPERADMIN names one). Rows whose phone or email
 /// already exists in the broker count as duplicates. Runs in one transaction.
-pub async fn import(infra: &Infra, ctx: &Ctx, broker_id: Option<i64>, bytes: &[u8]) -> Result<Report> {
+/// The file is parsed on the blocking pool and dropped as soon as its rows are extracted.
+pub async fn import(infra: &Infra, ctx: &Ctx, broker_id: Option<i64>, bytes: Vec<u8>) -> Result<Report> {
     let broker_id = ctx.target_broker(broker_id)?;
     let assigned_to = if ctx.role == Role::Agent { ctx.user_id } else { None };
     let cipher = infra.cipher.clone();
-    let owned = bytes.to_vec();
-    let mut parsed = tokio::task::spawn_blocking(move || parse(&owned)).await.map_err(Error::internal)??;
+    let mut parsed = tokio::task::spawn_blocking(move || parse(&bytes)).await.map_err(Error::internal)??;
 
     let pool = infra.db.get_postgres_connection_pool();
     let mut tx = pool.begin().await.map_err(db_err)?;

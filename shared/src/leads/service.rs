@@ -193,6 +193,14 @@ pub async fn create(infra: &Infra, ctx: &Ctx, input: NewLead) -> Result<LeadView
         }
     };
     repo::add_activity(&infra.db, ctx, &lead, "lead_created", json!({"source": "manual"})).await?;
+    events::publish_to_broker(
+        &infra.redis,
+        infra.prefix(),
+        lead.broker_id,
+        "lead_created",
+        json!({"lead_id": lead.id, "name": lead.name, "assigned_to": lead.assigned_to, "source": "manual"}),
+    )
+    .await;
     Ok(LeadView::new(&infra.cipher, lead))
 }
 
@@ -304,6 +312,10 @@ pub async fn update(infra: &Infra, ctx: &Ctx, id: i64, patch: LeadPatch) -> Resu
         repo::add_activity(&txn, ctx, &lead, "lead_updated", json!({"fields": changed})).await?;
     }
     txn.commit().await?;
+    if !changed.is_empty() {
+        let data = json!({"lead_id": lead.id, "fields": changed});
+        events::publish_to_broker(&infra.redis, infra.prefix(), lead.broker_id, "lead_updated", data).await;
+    }
     Ok(LeadView::new(&infra.cipher, lead))
 }
 
