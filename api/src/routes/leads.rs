@@ -241,7 +241,7 @@ pub struct ImportForm {
 #[derive(Object, Serialize)]
 pub struct LeadExport {
     pub lead: LeadDetailOut,
-    pub activities: Vec<Value>,
+    pub activities: Vec<ActivityOut>,
     pub messages: Vec<Value>,
     #[serde(serialize_with = "rfc3339::serialize")]
     pub exported_at: DateTime<Utc>,
@@ -435,12 +435,10 @@ impl LeadsApi {
     /// Export everything stored about a lead (GDPR)
     #[oai(path = "/api/v1/leads/:lead_id/export", method = "get", operation_id = "leads_export")]
     async fn export(&self, state: Data<&AppState>, auth: Auth, lead_id: Path<i64>) -> ApiResult<JsonOut<LeadExport>> {
-        let infra = &state.infra;
-        let (lead, activities, messages) = service::export(infra, &auth, lead_id.0).await?;
-        let recent = shared::leads::repo::activities(&infra.db, lead.row.id, Some(10)).await?;
+        let (lead, activities, messages) = service::export(&state.infra, &auth, lead_id.0).await?;
         Ok(JsonOut(LeadExport {
-            lead: LeadDetail { lead, recent_activities: recent }.into(),
-            activities,
+            lead: lead.into(),
+            activities: activities.into_iter().map(Into::into).collect(),
             messages,
             exported_at: Utc::now(),
         }))

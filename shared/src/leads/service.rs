@@ -341,13 +341,14 @@ pub async fn delete(infra: &Infra, ctx: &Ctx, id: i64) -> Result<()> {
 }
 
 /// Everything stored about a lead, as one JSON document (GDPR access).
-pub async fn export(infra: &Infra, ctx: &Ctx, id: i64) -> Result<(LeadView, Vec<Value>, Vec<Value>)> {
+/// Returns the lead (with its latest 10 activities), every activity (newest first) and every message.
+pub async fn export(
+    infra: &Infra,
+    ctx: &Ctx,
+    id: i64,
+) -> Result<(LeadDetail, Vec<crate::entities::activity_log::Model>, Vec<Value>)> {
     let row = repo::find_visible(&infra.db, ctx, id).await?;
-    let activities = repo::activities(&infra.db, row.id, None)
-        .await?
-        .into_iter()
-        .map(|a| json!({"id": a.id, "action_type": a.action_type, "details": a.details, "user_id": a.user_id, "created_at": a.created_at}))
-        .collect();
+    let activities = repo::activities(&infra.db, row.id, None).await?;
     let messages = chat_messages::Entity::find()
         .filter(chat_messages::Column::LeadId.eq(row.id))
         .order_by_asc(chat_messages::Column::CreatedAt)
@@ -361,7 +362,8 @@ pub async fn export(infra: &Infra, ctx: &Ctx, id: i64) -> Result<(LeadView, Vec<
                    "channel_message_id": m.channel_message_id, "attachments": m.attachments, "created_at": m.created_at})
         })
         .collect();
-    Ok((LeadView::new(&infra.cipher, row), activities, messages))
+    let recent_activities = activities.iter().take(10).cloned().collect();
+    Ok((LeadDetail { lead: LeadView::new(&infra.cipher, row), recent_activities }, activities, messages))
 }
 
 /// ADMIN assigns a lead to an active user of the same broker.
