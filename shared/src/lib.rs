@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod ctx;
 pub mod db;
 pub mod demo;
+pub mod effects;
 pub mod entities;
 pub mod error;
 pub mod events;

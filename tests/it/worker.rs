@@ -9,6 +9,7 @@ async fn worker_heartbeats_and_stops_cleanly_on_shutdown() {
     let app = TestApp::spawn().await;
     let settings = (*app.infra().settings).clone();
     let key = worker::heartbeat_key(&settings.redis_prefix, &worker::worker_name());
+    // The default schedules run against the test database: nothing to fold, no error.
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(worker::run(settings, async {
         let _ = stopped.await;

@@ -1,11 +1,16 @@
-//! The Corredor worker as a library: `run` connects to Redis, announces itself with a heartbeat and
-//! runs until `shutdown` resolves. Queue consumers are registered here as job types arrive.
+//! The Corredor worker as a library: `run` connects to PostgreSQL and Redis, announces itself with
+//! a heartbeat, runs the periodic schedules (each tick once across all workers) and stops when
+//! `shutdown` resolves. Queue consumers are registered here as job types arrive.
+
+pub mod schedules;
 
 use std::future::Future;
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use shared::Settings;
+use shared::{Infra, Settings};
+
+pub use schedules::Schedule;
 
 /// How often the worker refreshes its heartbeat key; the key lives three intervals.
 pub const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -21,28 +26,46 @@ pub fn heartbeat_key(prefix: &str, name: &str) -> String {
     format!("{prefix}:workers:{name}")
 }
 
+/// Runs the worker with the default schedules.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let redis = shared::redis_conn::connect(&settings.redis_url)?;
-    let name = worker_name();
-    let key = heartbeat_key(&settings.redis_prefix, &name);
-    tracing::info!(worker = %name, concurrency = settings.worker_concurrency, "worker started");
+    let infra = Infra::connect(settings).await?;
+    run_with(infra, worker_name(), schedules::defaults(), shutdown).await
+}
+
+/// Runs the worker under `name` with the given schedules (tests pass their own).
+pub async fn run_with(
+    infra: Infra,
+    name: String,
+    schedules: Vec<Schedule>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let key = heartbeat_key(infra.prefix(), &name);
+    tracing::info!(worker = %name, concurrency = infra.settings.worker_concurrency, "worker started");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tasks: Vec<_> = schedules
+        .into_iter()
+        .map(|s| tokio::spawn(schedules::run_schedule(infra.clone(), s, name.clone(), stop_rx.clone())))
+        .collect();
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = tick.tick() => {
-                let mut conn = redis.clone();
-                let beat: redis::RedisResult<()> = conn
-                    .set_ex(&key, chrono::Utc::now().to_rfc3339(), HEARTBEAT.as_secs() * 3)
-                    .await;
+                let mut conn = infra.redis.clone();
+                let beat: redis::RedisResult<()> = conn.set_ex(&key, chrono::Utc::now().to_rfc3339(), HEARTBEAT.as_secs() * 3).await;
                 if let Err(e) = beat {
                     tracing::warn!(error = %e, "heartbeat failed; Redis unavailable");
                 }
             }
         }
     }
-    let mut conn = redis.clone();
+    // Stop taking new ticks; a tick in progress finishes (bounded by the platform's 25 s drain).
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(25), t).await;
+    }
+    let mut conn = infra.redis.clone();
     let _: redis::RedisResult<()> = conn.del(&key).await;
     tracing::info!(worker = %name, "worker stopped");
     Ok(())
