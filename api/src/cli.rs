@@ -118,7 +118,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let local = acceptor.local_addr();
     let bound = local.first().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(addr = %bound, "Corredor API listening; docs at /docs");
-    crate::serve(acceptor, AppState::new(infra), shutdown_signal()).await?;
+    crate::serve(crate::NoDelay(acceptor), AppState::new(infra), shutdown_signal()).await?;
     tracing::info!("API stopped");
     Ok(())
 }

@@ -29,3 +29,14 @@ pub async fn publish_to_broker(redis: &ConnectionManager, prefix: &str, broker_i
         tracing::warn!(error = %e, event, broker_id, "could not publish event");
     }
 }
+
+/// Publishes an event to one user's channel (best effort, like [`publish_to_broker`]).
+pub async fn publish_to_user(redis: &ConnectionManager, prefix: &str, broker_id: i64, user_id: i64, event: &str, data: Value) {
+    let mut conn = redis.clone();
+    let payload = frame(event, data).to_string();
+    let res: redis::RedisResult<i64> =
+        redis::cmd("PUBLISH").arg(user_channel(prefix, broker_id, user_id)).arg(payload).query_async(&mut conn).await;
+    if let Err(e) = res {
+        tracing::warn!(error = %e, event, broker_id, user_id, "could not publish event");
+    }
+}
