@@ -33,3 +33,26 @@ async fn worker_heartbeats_and_stops_cleanly_on_shutdown() {
     assert!(result.is_ok());
     assert!(!redis.exists::<_, bool>(&key).await.unwrap(), "the heartbeat is removed on a clean stop");
 }
+
+#[tokio::test]
+async fn health_lists_the_live_workers() {
+    let app = TestApp::spawn().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(worker::run_with(app.infra().clone(), "worker-health-1".into(), vec![], async {
+        let _ = stopped.await;
+    }));
+    let mut listed = false;
+    for _ in 0..50 {
+        let health = crate::common::body(app.client().get("/health").send().await).await;
+        if health["workers"] == serde_json::json!(["worker-health-1"]) {
+            listed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(listed, "the worker shows in /health");
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+    let health = crate::common::body(app.client().get("/health").send().await).await;
+    assert_eq!(health["workers"], serde_json::json!([]), "a stopped worker is gone");
+}

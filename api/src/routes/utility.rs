@@ -54,6 +54,8 @@ pub struct Health {
     /// The authenticated-user cache.
     pub cache: CacheStats,
     pub queues: BTreeMap<String, QueueStats>,
+    /// Names of the worker processes whose heartbeat is current.
+    pub workers: Vec<String>,
     pub websocket: WebsocketStats,
 }
 
@@ -91,6 +93,38 @@ impl UtilityApi {
     }
 }
 
+/// Live workers: the heartbeat keys `{prefix}:workers:{name}` that have not expired.
+async fn live_workers(state: &AppState) -> Vec<String> {
+    let prefix = format!("{}:workers:", state.infra.prefix());
+    let mut conn = state.infra.redis.clone();
+    let scan = async {
+        let mut names = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}*"))
+                .arg("COUNT")
+                .arg(200)
+                .query_async(&mut conn)
+                .await?;
+            names.extend(keys.into_iter().filter_map(|k| k.strip_prefix(&prefix).map(str::to_string)));
+            if next == 0 || names.len() >= 100 {
+                return Ok::<_, redis::RedisError>(names);
+            }
+            cursor = next;
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(2), scan).await {
+        Ok(Ok(mut names)) => {
+            names.sort();
+            names
+        }
+        _ => Vec::new(),
+    }
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().chars().take(200).collect()
 }
@@ -112,7 +146,8 @@ impl UtilityApi {
     /// 503 when the database is unreachable, else 200.
     #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self, state: Data<&AppState>) -> HealthResponse {
-        let (database, redis) = tokio::join!(Self::database(&state), Self::redis(&state));
+        let (database, redis, workers) =
+            tokio::join!(Self::database(&state), Self::redis(&state), live_workers(&state));
         let (hits, misses) = state.infra.users.stats();
         let total = hits + misses;
         let status = match (database == "ok", redis == "ok") {
@@ -128,6 +163,7 @@ impl UtilityApi {
             circuit_breakers: BREAKERS.iter().map(|b| (b.to_string(), "closed".to_string())).collect(),
             cache: CacheStats { hits, misses, hit_rate: if total == 0 { 0.0 } else { hits as f64 / total as f64 } },
             queues: BTreeMap::new(),
+            workers,
             websocket: WebsocketStats { connections: state.ws_connections.load(Ordering::Relaxed) },
         };
         if db_ok { HealthResponse::Ok(Json(body)) } else { HealthResponse::Unavailable(Json(body)) }
