@@ -2,13 +2,15 @@
 
 use poem_openapi::OpenApiService;
 
-use crate::routes::{admin::AdminApi, auth::AuthApi, brokers::BrokersApi, leads::LeadsApi, utility::UtilityApi};
+use crate::routes::{
+    admin::AdminApi, auth::AuthApi, brokers::BrokersApi, leads::LeadsApi, tasks::TasksApi, utility::UtilityApi,
+};
 
-pub type Apis = (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi);
+pub type Apis = (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi);
 
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi),
+        (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi),
         "Corredor API",
         env!("CARGO_PKG_VERSION"),
     )

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_foundation;
 mod m20261127_000002_lead_counts;
 mod m20261127_000003_performed_effects;
+mod m20261127_000004_dead_jobs;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_foundation::Migration),
             Box::new(m20261127_000002_lead_counts::Migration),
             Box::new(m20261127_000003_performed_effects::Migration),
+            Box::new(m20261127_000004_dead_jobs::Migration),
         ]
     }
 }

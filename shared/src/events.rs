@@ -31,7 +31,14 @@ pub async fn publish_to_broker(redis: &ConnectionManager, prefix: &str, broker_i
 }
 
 /// Publishes an event to one user's channel (best effort, like [`publish_to_broker`]).
-pub async fn publish_to_user(redis: &ConnectionManager, prefix: &str, broker_id: i64, user_id: i64, event: &str, data: Value) {
+pub async fn publish_to_user(
+    redis: &ConnectionManager,
+    prefix: &str,
+    broker_id: i64,
+    user_id: i64,
+    event: &str,
+    data: Value,
+) {
     let mut conn = redis.clone();
     let payload = frame(event, data).to_string();
     let res: redis::RedisResult<i64> =

@@ -22,9 +22,11 @@ pub mod entities;
 pub mod error;
 pub mod events;
 pub mod infra;
+pub mod jobs;
 pub mod leads;
 pub mod ratelimit;
 pub mod redis_conn;
+pub mod tasks;
 pub mod telemetry;
 pub mod text;
 

@@ -8,6 +8,8 @@ mod brokers;
 mod jobs;
 mod leads;
 mod malformed;
+mod queue;
+mod tasks;
 mod utility;
 mod worker;
 mod ws;

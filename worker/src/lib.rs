@@ -1,7 +1,8 @@
 //! The Corredor worker as a library: `run` connects to PostgreSQL and Redis, announces itself with
 //! a heartbeat, runs the periodic schedules (each tick once across all workers) and stops when
-//! `shutdown` resolves. Queue consumers are registered here as job types arrive.
+//! `shutdown` resolves. It also consumes the job queues (`queue`), one consumer per queue.
 
+pub mod queue;
 pub mod schedules;
 
 use std::future::Future;
@@ -42,10 +43,12 @@ pub async fn run_with(
     let key = heartbeat_key(infra.prefix(), &name);
     tracing::info!(worker = %name, concurrency = infra.settings.worker_concurrency, "worker started");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let tasks: Vec<_> = schedules
+    let mut tasks: Vec<_> = schedules
         .into_iter()
         .map(|s| tokio::spawn(schedules::run_schedule(infra.clone(), s, name.clone(), stop_rx.clone())))
         .collect();
+    // Queue consumers; swap the hook for the `dead_jobs` writer here.
+    tasks.extend(queue::spawn_consumers(&infra, &name, queue::record_dead_letter(infra.clone()), stop_rx.clone()));
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(HEARTBEAT);
     loop {

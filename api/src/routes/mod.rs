@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod brokers;
 pub mod leads;
+pub mod tasks;
 pub mod utility;
 
 use poem_openapi::Tags;

@@ -93,6 +93,18 @@ impl UtilityApi {
     }
 }
 
+/// Pending / running / dead jobs of every queue (dead = filed dead in Redis by the worker).
+async fn queue_stats(state: &AppState) -> BTreeMap<String, QueueStats> {
+    let mut out = BTreeMap::new();
+    for queue in shared::jobs::QUEUES {
+        let stats = tokio::time::timeout(Duration::from_secs(2), shared::jobs::stats(&state.infra, queue)).await;
+        if let Ok(Ok(s)) = stats {
+            out.insert(queue.to_string(), QueueStats { pending: s.pending, running: s.running, dead: s.dead });
+        }
+    }
+    out
+}
+
 /// Live workers: the heartbeat keys `{prefix}:workers:{name}` that have not expired.
 async fn live_workers(state: &AppState) -> Vec<String> {
     let prefix = format!("{}:workers:", state.infra.prefix());
@@ -146,8 +158,8 @@ impl UtilityApi {
     /// 503 when the database is unreachable, else 200.
     #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self, state: Data<&AppState>) -> HealthResponse {
-        let (database, redis, workers) =
-            tokio::join!(Self::database(&state), Self::redis(&state), live_workers(&state));
+        let (database, redis, workers, queues) =
+            tokio::join!(Self::database(&state), Self::redis(&state), live_workers(&state), queue_stats(&state));
         let (hits, misses) = state.infra.users.stats();
         let total = hits + misses;
         let status = match (database == "ok", redis == "ok") {
@@ -162,7 +174,7 @@ impl UtilityApi {
             redis,
             circuit_breakers: BREAKERS.iter().map(|b| (b.to_string(), "closed".to_string())).collect(),
             cache: CacheStats { hits, misses, hit_rate: if total == 0 { 0.0 } else { hits as f64 / total as f64 } },
-            queues: BTreeMap::new(),
+            queues,
             workers,
             websocket: WebsocketStats { connections: state.ws_connections.load(Ordering::Relaxed) },
         };

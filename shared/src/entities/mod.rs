@@ -8,5 +8,6 @@ pub mod broker_lead_configs;
 pub mod broker_prompt_configs;
 pub mod brokers;
 pub mod chat_messages;
+pub mod dead_jobs;
 pub mod leads;
 pub mod users;
