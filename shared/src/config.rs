@@ -27,6 +27,9 @@ pub struct Settings {
     pub llm_fallback_provider: Option<String>,
     pub embedding_provider: String,
     pub worker_concurrency: usize,
+    /// First retry delay of a failed job; doubles per attempt up to `job_backoff_max`.
+    pub job_backoff_base: std::time::Duration,
+    pub job_backoff_max: std::time::Duration,
     pub log_format: String,
     pub trust_forwarded_for: bool,
     pub rate_limits: RateLimits,
@@ -104,6 +107,8 @@ impl Settings {
             llm_fallback_provider: var("LLM_FALLBACK_PROVIDER"),
             embedding_provider: var("EMBEDDING_PROVIDER").unwrap_or_else(|| "local".into()),
             worker_concurrency: parse_num("WORKER_CONCURRENCY", 8)?.clamp(1, 256) as usize,
+            job_backoff_base: std::time::Duration::from_millis(parse_num("JOB_BACKOFF_BASE_MS", 60_000)?.max(10)),
+            job_backoff_max: std::time::Duration::from_millis(parse_num("JOB_BACKOFF_MAX_MS", 480_000)?.max(10)),
             log_format: var("LOG_FORMAT").unwrap_or_else(|| "pretty".into()),
             trust_forwarded_for: truthy("TRUST_FORWARDED_FOR"),
             rate_limits: RateLimits {

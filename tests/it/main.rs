@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod brokers;
+mod crash;
 mod jobs;
 mod leads;
 mod malformed;

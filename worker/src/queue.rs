@@ -148,7 +148,9 @@ pub fn spawn_consumers(
     dead_letter: DeadLetter,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
-    let opts = QueueOptions::new(infra.settings.worker_concurrency);
+    let mut opts = QueueOptions::new(infra.settings.worker_concurrency);
+    opts.backoff_base = infra.settings.job_backoff_base;
+    opts.backoff_max = infra.settings.job_backoff_max.max(opts.backoff_base);
     vec![tokio::spawn(run_queue::<Noop, _, _>(infra.clone(), worker.to_string(), noop, opts, dead_letter, stop))]
 }
 
@@ -173,8 +175,8 @@ pub async fn noop(infra: Infra, job: Noop, ctx: JobCtx) -> shared::Result<()> {
     if let Some(key) = job.effect_key.as_deref() {
         let effect = Effect { key, kind: "noop", broker_id: job.broker_id, lead_id: None };
         let holder = format!("{}/{}", ctx.worker, ctx.task_id);
-        perform_once(&infra.db, effect, &holder, Duration::from_secs(60), || async { Ok(json!({"id": job.id})) })
-            .await?;
+        let lease = Duration::from_millis(job.lease_ms.unwrap_or(60_000));
+        perform_once(&infra.db, effect, &holder, lease, || async { Ok(json!({"id": job.id})) }).await?;
     }
     Ok(())
 }

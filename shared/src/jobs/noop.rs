@@ -27,6 +27,10 @@ pub struct Noop {
     /// duplicate deliveries that the effect's idempotency key would hide.
     #[serde(default)]
     pub count_runs: bool,
+    /// Lease of the effect's claim in milliseconds (default 60 s): how long a claim left by a killed
+    /// worker blocks a re-run.
+    #[serde(default)]
+    pub lease_ms: Option<u64>,
 }
 
 impl Noop {
