@@ -6,6 +6,7 @@ mod m20261127_000001_foundation;
 mod m20261127_000002_lead_counts;
 mod m20261127_000003_performed_effects;
 mod m20261127_000004_dead_jobs;
+mod m20261127_000005_csv_imports;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_lead_counts::Migration),
             Box::new(m20261127_000003_performed_effects::Migration),
             Box::new(m20261127_000004_dead_jobs::Migration),
+            Box::new(m20261127_000005_csv_imports::Migration),
         ]
     }
 }

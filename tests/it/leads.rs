@@ -30,8 +30,12 @@ fn names(page: &Value) -> Vec<String> {
 }
 
 async fn import(app: &TestApp, user: &User, filename: &str, csv: &str) -> poem::test::TestResponse {
+    import_to(app, user, "/api/v1/leads/bulk-import", filename, csv).await
+}
+
+async fn import_to(app: &TestApp, user: &User, path: &str, filename: &str, csv: &str) -> poem::test::TestResponse {
     app.client()
-        .post("/api/v1/leads/bulk-import")
+        .post(path)
         .header("authorization", user.bearer())
         .multipart(TestForm::new().field(
             TestFormField::bytes(csv.as_bytes().to_vec()).name("file").filename(filename).content_type("text/csv"),
@@ -671,7 +675,7 @@ async fn bulk_import_handles_thousands_of_rows_in_batches() {
         csv.push_str(&format!("+569{:08},Lead {i},lead{i}@x.cl\n", 30_000_000 + n));
     }
     csv.push_str("bad,Bad,\n");
-    let r = body(import(&app, &admin, "big.csv", &csv).await).await;
+    let r = body(import_to(&app, &admin, "/api/v1/leads/bulk-import?async=false", "big.csv", &csv).await).await;
     assert_eq!(
         (r["imported"].as_i64(), r["duplicates"].as_i64(), r["invalid"].as_i64()),
         (Some(11_880), Some(120), Some(1)),
@@ -728,4 +732,93 @@ async fn totals_stay_exact_through_creates_imports_deletes_and_folds() {
     // A filtered list counts what it filters.
     assert_eq!(list(&app, &admin, "status=cold").await["total"], 88);
     assert_eq!(list(&app, &admin, "status=hot").await["total"], 0);
+}
+
+async fn wait_for_import(app: &TestApp, user: &User, job_id: i64) -> Value {
+    for _ in 0..200 {
+        let s = body(get(app, user, &format!("/api/v1/leads/bulk-import/{job_id}")).await).await;
+        if s["status"] == "done" || s["status"] == "failed" {
+            return s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("import {job_id} did not finish");
+}
+
+#[tokio::test]
+async fn large_files_are_imported_by_the_worker_with_progress_and_exact_counts() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    app.lead(&admin, json!({"phone": "+56940000007"})).await;
+    let mut csv = String::from("phone,name,email\n");
+    for i in 0..15_000u32 {
+        csv.push_str(&format!("+569{:08},Lead {i},lead{i}@x.cl\n", 40_000_000 + i));
+    }
+    csv.push_str("+56940000003,Repetido,\n"); // repeats row 5 (a later batch finds it)
+    csv.push_str("mal,Invalid,\n");
+    let client = redis::Client::open(crate::common::redis_url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(shared::events::broker_channel(app.infra().prefix(), admin.broker_id.unwrap())).await.unwrap();
+
+    let resp = import(&app, &admin, "big.csv", &csv).await;
+    resp.assert_status(StatusCode::ACCEPTED);
+    let queued = body(resp).await;
+    assert_eq!(queued["status"], "queued");
+    let job_id = queued["job_id"].as_i64().unwrap();
+    assert_eq!(body(get(&app, &admin, &format!("/api/v1/leads/bulk-import/{job_id}")).await).await["status"], "queued");
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker::run_with(app.infra().clone(), "import-worker".into(), vec![], async {
+        let _ = stopped.await;
+    }));
+    let done = wait_for_import(&app, &admin, job_id).await;
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+
+    assert_eq!(done["status"], "done", "{done}");
+    // +56940000007 existed already; the repeated row is a duplicate too; one invalid phone.
+    assert_eq!(
+        (done["imported"].as_i64(), done["duplicates"].as_i64(), done["invalid"].as_i64()),
+        (Some(14_999), Some(2), Some(1)),
+        "{done}"
+    );
+    assert_eq!(done["rows_processed"], 15_002);
+    let rows: Vec<i64> = done["errors"].as_array().unwrap().iter().map(|e| e["row"].as_i64().unwrap()).collect();
+    assert_eq!(rows, vec![9, 15_002, 15_003]);
+    assert_eq!(list(&app, &admin, "limit=1").await["total"], 15_000);
+
+    use futures_util::StreamExt;
+    let mut stream = pubsub.on_message();
+    let mut statuses = Vec::new();
+    while let Ok(Some(msg)) = tokio::time::timeout(std::time::Duration::from_secs(2), stream.next()).await {
+        let frame: Value = serde_json::from_str(&msg.get_payload::<String>().unwrap()).unwrap();
+        if frame["event"] == "import_progress" {
+            statuses.push(frame["data"]["status"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(statuses.len() >= 2 && statuses.last().map(String::as_str) == Some("done"), "{statuses:?}");
+
+    let other = app.new_broker().await;
+    expect_error(get(&app, &other, &format!("/api/v1/leads/bulk-import/{job_id}")).await, 404, "not_found").await;
+    let agent = app.user_in(&admin, "agent").await;
+    expect_error(get(&app, &agent, &format!("/api/v1/leads/bulk-import/{job_id}")).await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn an_async_import_without_a_phone_column_fails_with_a_reason() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    let resp = import_to(&app, &admin, "/api/v1/leads/bulk-import?async=true", "x.csv", "nombre\nAna\n").await;
+    resp.assert_status(StatusCode::ACCEPTED);
+    let job_id = body(resp).await["job_id"].as_i64().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker::run_with(app.infra().clone(), "import-worker-2".into(), vec![], async {
+        let _ = stopped.await;
+    }));
+    let done = wait_for_import(&app, &admin, job_id).await;
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+    assert_eq!(done["status"], "failed");
+    assert!(done["error"].as_str().unwrap().contains("phone"), "{done}");
+    expect_error(get(&app, &admin, "/api/v1/leads/bulk-import/999999").await, 404, "not_found").await;
 }

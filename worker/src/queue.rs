@@ -43,6 +43,7 @@ use redis::AsyncCommands;
 use serde_json::{Value, json};
 use shared::Infra;
 use shared::effects::{Effect, perform_once};
+use shared::jobs::csv_import::CsvImport;
 use shared::jobs::noop::Noop;
 use shared::jobs::{self, Job};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, watch};
@@ -151,7 +152,30 @@ pub fn spawn_consumers(
     let mut opts = QueueOptions::new(infra.settings.worker_concurrency);
     opts.backoff_base = infra.settings.job_backoff_base;
     opts.backoff_max = infra.settings.job_backoff_max.max(opts.backoff_base);
-    vec![tokio::spawn(run_queue::<Noop, _, _>(infra.clone(), worker.to_string(), noop, opts, dead_letter, stop))]
+    let imports = QueueOptions { concurrency: 2, ..opts.clone() };
+    vec![
+        tokio::spawn(run_queue::<Noop, _, _>(
+            infra.clone(),
+            worker.to_string(),
+            noop,
+            opts,
+            dead_letter.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(run_queue::<CsvImport, _, _>(
+            infra.clone(),
+            worker.to_string(),
+            csv_import,
+            imports,
+            dead_letter,
+            stop,
+        )),
+    ]
+}
+
+/// The `csv_import` handler: streams the stored upload into leads.
+pub async fn csv_import(infra: Infra, job: CsvImport, _ctx: JobCtx) -> shared::Result<()> {
+    shared::leads::async_import::run(&infra, &job).await
 }
 
 /// The `noop` handler: optionally counts the run, sleeps, fails on purpose, then performs its

@@ -9,9 +9,9 @@ use poem_openapi::{ApiResponse, Multipart, Object, OpenApi};
 use serde_json::{Map, Value};
 use shared::Error;
 use shared::entities::activity_log;
-use shared::leads::import;
 use shared::leads::model::{LeadDetail, LeadView};
 use shared::leads::service::{self, LeadPatch, ListQuery, NewLead};
+use shared::leads::{async_import, import};
 
 use super::ApiTags;
 use crate::body::JsonBody;
@@ -232,6 +232,50 @@ pub struct ImportOut {
     pub errors: Vec<ImportErrorOut>,
 }
 
+/// An import handed to the worker.
+#[derive(Object)]
+pub struct ImportQueued {
+    /// Poll `GET /api/v1/leads/bulk-import/{job_id}`.
+    pub job_id: i64,
+    /// `queued`
+    pub status: String,
+}
+
+#[derive(ApiResponse)]
+pub enum ImportResponse {
+    /// Imported synchronously (up to 10 000 rows)
+    #[oai(status = 200)]
+    Done(Json<ImportOut>),
+    /// Larger files, or `async=true`: queued for the worker
+    #[oai(status = 202)]
+    Queued(Json<ImportQueued>),
+}
+
+/// Progress and result of an asynchronous import.
+#[derive(Object)]
+pub struct ImportStatusOut {
+    pub job_id: i64,
+    /// `queued` · `running` · `done` · `failed`
+    pub status: String,
+    pub filename: String,
+    pub size_bytes: i64,
+    /// Data rows read so far.
+    pub rows_processed: i64,
+    pub imported: i64,
+    pub duplicates: i64,
+    pub invalid: i64,
+    /// The first 100 rejected rows (when done).
+    pub errors: Vec<ImportErrorOut>,
+    /// Why the import failed.
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Files with more data rows than this are imported by the worker.
+pub const SYNC_IMPORT_ROWS: usize = 10_000;
+
 #[derive(Multipart)]
 pub struct ImportForm {
     /// A `.csv` file with a header: `phone` (required), `name`, `email`, `tags`; other columns go to `lead_metadata`.
@@ -351,9 +395,12 @@ impl LeadsApi {
 
     /// Import leads from a CSV file
     ///
-    /// Multipart field `file` (`.csv`, at most 50 MB). Counts are exact: rows whose phone or email
-    /// exists in the broker or earlier in the file are `duplicates`; rows with a missing or invalid
-    /// phone, or an invalid email, are `invalid`.
+    /// Multipart field `file` (`.csv`, at most 50 MB). Up to 10 000 rows the answer is the result
+    /// (200); larger files, or `async=true`, are stored and imported by the worker (202 with a
+    /// `job_id`; progress at `GET /api/v1/leads/bulk-import/{job_id}` and as WS `import_progress`).
+    /// `async=false` forces a synchronous import. Counts are exact: rows whose phone or email exists
+    /// in the broker or earlier in the file are `duplicates`; rows with a missing or invalid phone, or
+    /// an invalid email, are `invalid`.
     #[oai(path = "/api/v1/leads/bulk-import", method = "post", operation_id = "leads_bulk_import")]
     async fn bulk_import(
         &self,
@@ -361,10 +408,11 @@ impl LeadsApi {
         auth: Auth,
         form: ImportForm,
         broker_id: Query<Option<i64>>,
-    ) -> ApiResult<Json<ImportOut>> {
+        #[oai(name = "async")] run_async: Query<Option<bool>>,
+    ) -> ApiResult<ImportResponse> {
         let file = form.file;
-        let is_csv = file.file_name().is_some_and(|n| n.to_ascii_lowercase().ends_with(".csv"));
-        if !is_csv {
+        let filename = file.file_name().unwrap_or_default().to_string();
+        if !filename.to_ascii_lowercase().ends_with(".csv") {
             return Err(Error::bad_request("csv_required", "Only .csv files are accepted").into());
         }
         if file.size() as u64 > MAX_CSV_BYTES {
@@ -374,12 +422,51 @@ impl LeadsApi {
             .into_vec()
             .await
             .map_err(|e| Error::bad_request("csv_invalid", format!("The upload could not be read: {e}")))?;
+        let rows = bytes.iter().filter(|b| **b == b'\n').count();
+        if run_async.0.unwrap_or(rows > SYNC_IMPORT_ROWS + 1) {
+            let job_id = async_import::start(&state.infra, &auth, broker_id.0, &filename, bytes).await?;
+            return Ok(ImportResponse::Queued(Json(ImportQueued { job_id, status: "queued".into() })));
+        }
         let report = import::import(&state.infra, &auth, broker_id.0, bytes).await?;
-        Ok(Json(ImportOut {
+        Ok(ImportResponse::Done(Json(ImportOut {
             imported: report.imported,
             duplicates: report.duplicates,
             invalid: report.invalid,
             errors: report.errors.into_iter().map(|e| ImportErrorOut { row: e.row, reason: e.reason }).collect(),
+        })))
+    }
+
+    /// Progress and result of an asynchronous import
+    #[oai(path = "/api/v1/leads/bulk-import/:job_id", method = "get", operation_id = "leads_bulk_import_status")]
+    async fn bulk_import_status(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        job_id: Path<i64>,
+    ) -> ApiResult<Json<ImportStatusOut>> {
+        let s = async_import::status(&state.infra, &auth, job_id.0).await?;
+        let errors = serde_json::from_value::<Vec<Value>>(s.errors)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| ImportErrorOut {
+                row: e["row"].as_u64().unwrap_or_default(),
+                reason: e["reason"].as_str().unwrap_or_default().to_string(),
+            })
+            .collect();
+        Ok(Json(ImportStatusOut {
+            job_id: s.id,
+            status: s.status,
+            filename: s.filename,
+            size_bytes: s.size_bytes,
+            rows_processed: s.rows_processed,
+            imported: s.imported,
+            duplicates: s.duplicates,
+            invalid: s.invalid,
+            errors,
+            error: s.error,
+            created_at: s.created_at,
+            started_at: s.started_at,
+            finished_at: s.finished_at,
         }))
     }
 

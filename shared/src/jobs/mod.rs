@@ -15,6 +15,7 @@
 //! | `{ns}:done` / `{ns}:dead` | SET | finished / dead-lettered ids |
 //! | `{ns}:attempts:{id}` | HASH | the worker's own attempt record (see `worker::queue`) |
 
+pub mod csv_import;
 pub mod noop;
 
 use std::time::Duration;
@@ -45,7 +46,7 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
 
 /// Every queue the worker consumes (one consumer each, started in `worker::queue::spawn_consumers`),
 /// for statistics and health checks. Add a queue here when its consumer is added there.
-pub const QUEUES: &[&str] = &[<noop::Noop as Job>::QUEUE];
+pub const QUEUES: &[&str] = &[<csv_import::CsvImport as Job>::QUEUE, <noop::Noop as Job>::QUEUE];
 
 /// The Redis namespace of a queue: `{prefix}:queue:{queue}`. Set explicitly because apalis-redis
 /// otherwise names the queue after the Rust type path, which changes on any refactor.

@@ -55,27 +55,87 @@ fn csv_error(detail: impl Into<String>) -> Error {
     Error::bad_request("csv_invalid", detail)
 }
 
+/// Where each field is in the file, read from its header.
+#[derive(Clone, Debug)]
+pub struct Columns {
+    phone: usize,
+    name: Option<usize>,
+    email: Option<usize>,
+    tags: Option<usize>,
+    /// Other named columns, kept in `lead_metadata`.
+    extra: Vec<(usize, String)>,
+}
+
+impl Columns {
+    /// The header must name at least `phone` (any order, any case).
+    pub fn from_header(header: &csv::StringRecord) -> Result<Self> {
+        let headers: Vec<String> =
+            header.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_lowercase()).collect();
+        let col = |name: &str| headers.iter().position(|h| h == name);
+        let phone = col("phone").ok_or_else(|| csv_error("The CSV header must include a 'phone' column"))?;
+        let (name, email, tags) = (col("name"), col("email"), col("tags"));
+        let extra = headers
+            .iter()
+            .enumerate()
+            .filter(|(i, h)| ![Some(phone), name, email, tags].contains(&Some(*i)) && !h.is_empty())
+            .map(|(i, h)| (i, clean_text(h)))
+            .collect();
+        Ok(Self { phone, name, email, tags, extra })
+    }
+
+    /// One data record: `None` for a blank line, else the lead or why the row is invalid.
+    pub fn read(&self, record: &csv::StringRecord, row: u64) -> Option<std::result::Result<ImportRow, String>> {
+        if record.iter().all(str::is_empty) {
+            return None;
+        }
+        let field = |i: Option<usize>| i.and_then(|i| record.get(i)).filter(|v| !v.is_empty());
+        let phone = match field(Some(self.phone)).map(Phone::parse) {
+            None => return Some(Err("phone is missing".into())),
+            Some(Err(m)) => return Some(Err(format!("invalid phone: {m}"))),
+            Some(Ok(p)) => p.into_string(),
+        };
+        let email = match field(self.email).map(Email::parse) {
+            None => None,
+            Some(Err(m)) => return Some(Err(format!("invalid email: {m}"))),
+            Some(Ok(e)) => Some(e.into_string()),
+        };
+        let name = match field(self.name).map(|n| clean_name(n, "name")) {
+            None => None,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return Some(Err("name is longer than 100 characters".into())),
+        };
+        let tags = match field(self.tags)
+            .map(|t| super::model::clean_tags(&t.split(',').map(str::to_string).collect::<Vec<_>>()))
+        {
+            None => Vec::new(),
+            Some(Ok(t)) => t,
+            Some(Err(_)) => return Some(Err("too many or too long tags (max 20 of 50 characters)".into())),
+        };
+        let metadata = self
+            .extra
+            .iter()
+            .filter_map(|(i, h)| {
+                record.get(*i).filter(|v| !v.is_empty()).map(|v| (h.clone(), Value::String(clean_text(v))))
+            })
+            .collect();
+        Some(Ok(ImportRow { row, phone, name, email, tags, metadata }))
+    }
+}
+
+/// A CSV reader with the settings every import uses.
+pub fn csv_reader<R: std::io::Read>(input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input)
+}
+
 /// Parses a UTF-8 CSV with a header naming at least `phone` (any order, any case; `name`, `email`,
 /// `tags` optional; other columns go to `lead_metadata`). Rows are numbered as a spreadsheet shows
 /// them: the header is row 1.
 pub fn parse(bytes: &[u8]) -> Result<Parsed> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(bytes);
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| csv_error(format!("The CSV header could not be read: {}", csv_reason(&e))))?
-        .iter()
-        .map(|h| h.trim().to_lowercase())
-        .collect();
-    let col = |name: &str| headers.iter().position(|h| h == name);
-    let phone_col = col("phone").ok_or_else(|| csv_error("The CSV header must include a 'phone' column"))?;
-    let (name_col, email_col, tags_col) = (col("name"), col("email"), col("tags"));
-    let extra: Vec<(usize, String)> = headers
-        .iter()
-        .enumerate()
-        .filter(|(i, h)| ![Some(phone_col), name_col, email_col, tags_col].contains(&Some(*i)) && !h.is_empty())
-        .map(|(i, h)| (i, clean_text(h)))
-        .collect();
+    let mut reader = csv_reader(bytes);
+    let header =
+        reader.headers().map_err(|e| csv_error(format!("The CSV header could not be read: {}", csv_reason(&e))))?;
+    let columns = Columns::from_header(header)?;
 
     let mut out = Parsed::default();
     let mut seen_phones: HashSet<String> = HashSet::new();
@@ -83,78 +143,34 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed> {
     let mut record = csv::StringRecord::new();
     let mut row: u64 = 1;
     loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                row += 1;
-                out.invalid += 1;
-                out.errors.push(RowError { row, reason: format!("unreadable row: {}", csv_reason(&e)) });
-                continue;
-            }
-        }
+        let read = reader.read_record(&mut record);
         row += 1;
-        if record.iter().all(str::is_empty) {
-            continue;
-        }
-        let field = |i: Option<usize>| i.and_then(|i| record.get(i)).filter(|v| !v.is_empty());
-        let invalid = |reason: String, out: &mut Parsed| {
-            out.invalid += 1;
-            out.errors.push(RowError { row, reason });
+        let lead = match read {
+            Ok(false) => break,
+            Ok(true) => match columns.read(&record, row) {
+                None => continue,
+                Some(lead) => lead,
+            },
+            Err(e) => Err(format!("unreadable row: {}", csv_reason(&e))),
         };
-        let phone = match field(Some(phone_col)).map(Phone::parse) {
-            None => {
-                invalid("phone is missing".into(), &mut out);
-                continue;
-            }
-            Some(Err(m)) => {
-                invalid(format!("invalid phone: {m}"), &mut out);
-                continue;
-            }
-            Some(Ok(p)) => p.into_string(),
-        };
-        let email = match field(email_col).map(Email::parse) {
-            None => None,
-            Some(Err(m)) => {
-                invalid(format!("invalid email: {m}"), &mut out);
-                continue;
-            }
-            Some(Ok(e)) => Some(e.into_string()),
-        };
-        let name = match field(name_col).map(|n| clean_name(n, "name")) {
-            None => None,
-            Some(Ok(n)) => n,
-            Some(Err(_)) => {
-                invalid("name is longer than 100 characters".into(), &mut out);
+        let lead = match lead {
+            Ok(lead) => lead,
+            Err(reason) => {
+                out.invalid += 1;
+                out.errors.push(RowError { row, reason });
                 continue;
             }
         };
-        let tags = match field(tags_col)
-            .map(|t| super::model::clean_tags(&t.split(',').map(str::to_string).collect::<Vec<_>>()))
-        {
-            None => Vec::new(),
-            Some(Ok(t)) => t,
-            Some(Err(_)) => {
-                invalid("too many or too long tags (max 20 of 50 characters)".into(), &mut out);
-                continue;
-            }
-        };
-        if seen_phones.contains(&phone) || email.as_ref().is_some_and(|e| seen_emails.contains(e)) {
+        if seen_phones.contains(&lead.phone) || lead.email.as_ref().is_some_and(|e| seen_emails.contains(e)) {
             out.duplicates += 1;
             out.errors.push(RowError { row, reason: "duplicate of an earlier row in this file".into() });
             continue;
         }
-        seen_phones.insert(phone.clone());
-        if let Some(e) = &email {
+        seen_phones.insert(lead.phone.clone());
+        if let Some(e) = &lead.email {
             seen_emails.insert(e.clone());
         }
-        let metadata: Map<String, Value> = extra
-            .iter()
-            .filter_map(|(i, h)| {
-                record.get(*i).filter(|v| !v.is_empty()).map(|v| (h.clone(), Value::String(clean_text(v))))
-            })
-            .collect();
-        out.rows.push(ImportRow { row, phone, name, email, tags, metadata });
+        out.rows.push(lead);
     }
     Ok(out)
 }
@@ -172,47 +188,16 @@ fn csv_reason(e: &csv::Error) -> String {
 pub async fn import(infra: &Infra, ctx: &Ctx, broker_id: Option<i64>, bytes: Vec<u8>) -> Result<Report> {
     let broker_id = ctx.target_broker(broker_id)?;
     let assigned_to = if ctx.role == Role::Agent { ctx.user_id } else { None };
-    let cipher = infra.cipher.clone();
     let mut parsed = tokio::task::spawn_blocking(move || parse(&bytes)).await.map_err(Error::internal)??;
 
     let pool = infra.db.get_postgres_connection_pool();
     let mut tx = pool.begin().await.map_err(db_err)?;
     let mut imported = 0u64;
     for chunk in parsed.rows.chunks(BATCH) {
-        let phones: Vec<&str> = chunk.iter().map(|r| r.phone.as_str()).collect();
-        let emails: Vec<&str> = chunk.iter().filter_map(|r| r.email.as_deref()).collect();
-        let existing: Vec<(Option<String>, Option<String>)> = sea_orm::sqlx::query_as(
-            "SELECT phone, email FROM leads WHERE broker_id = $1 AND (phone = ANY($2) OR email = ANY($3))",
-        )
-        .bind(broker_id)
-        .bind(&phones)
-        .bind(&emails)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let taken_phones: HashSet<String> = existing.iter().filter_map(|(p, _)| p.clone()).collect();
-        let taken_emails: HashSet<String> = existing.into_iter().filter_map(|(_, e)| e).collect();
-
-        let fresh: Vec<&ImportRow> = chunk
-            .iter()
-            .filter(|r| {
-                let dup = taken_phones.contains(&r.phone) || r.email.as_ref().is_some_and(|e| taken_emails.contains(e));
-                if dup {
-                    parsed.duplicates += 1;
-                    parsed
-                        .errors
-                        .push(RowError { row: r.row, reason: "a lead with this phone or email already exists".into() });
-                }
-                !dup
-            })
-            .collect();
-        if fresh.is_empty() {
-            continue;
-        }
-        let inserted = insert_batch(&mut tx, &cipher, broker_id, assigned_to, &fresh).await?;
-        // Rows lost to a concurrent insert of the same phone/email are duplicates too.
-        parsed.duplicates += fresh.len() as u64 - inserted;
+        let (inserted, duplicates) =
+            insert_rows(&mut tx, &infra.cipher, broker_id, assigned_to, chunk, &mut parsed.errors).await?;
         imported += inserted;
+        parsed.duplicates += duplicates;
     }
     tx.commit().await.map_err(db_err)?;
 
@@ -232,6 +217,50 @@ pub async fn import(infra: &Infra, ctx: &Ctx, broker_id: Option<i64>, bytes: Vec
     )
     .await?;
     Ok(report)
+}
+
+/// Inserts one batch of parsed rows inside `tx`: rows whose phone or email the broker already has
+/// (from earlier batches of the same import too) are duplicates, reported in `errors`.
+/// Returns (imported, duplicates).
+pub async fn insert_rows(
+    tx: &mut sea_orm::sqlx::Transaction<'_, sea_orm::sqlx::Postgres>,
+    cipher: &Cipher,
+    broker_id: i64,
+    assigned_to: Option<i64>,
+    rows: &[ImportRow],
+    errors: &mut Vec<RowError>,
+) -> Result<(u64, u64)> {
+    let phones: Vec<&str> = rows.iter().map(|r| r.phone.as_str()).collect();
+    let emails: Vec<&str> = rows.iter().filter_map(|r| r.email.as_deref()).collect();
+    let existing: Vec<(Option<String>, Option<String>)> = sea_orm::sqlx::query_as(
+        "SELECT phone, email FROM leads WHERE broker_id = $1 AND (phone = ANY($2) OR email = ANY($3))",
+    )
+    .bind(broker_id)
+    .bind(&phones)
+    .bind(&emails)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let taken_phones: HashSet<String> = existing.iter().filter_map(|(p, _)| p.clone()).collect();
+    let taken_emails: HashSet<String> = existing.into_iter().filter_map(|(_, e)| e).collect();
+    let mut duplicates = 0u64;
+    let fresh: Vec<&ImportRow> = rows
+        .iter()
+        .filter(|r| {
+            let dup = taken_phones.contains(&r.phone) || r.email.as_ref().is_some_and(|e| taken_emails.contains(e));
+            if dup {
+                duplicates += 1;
+                errors.push(RowError { row: r.row, reason: "a lead with this phone or email already exists".into() });
+            }
+            !dup
+        })
+        .collect();
+    if fresh.is_empty() {
+        return Ok((0, duplicates));
+    }
+    let inserted = insert_batch(tx, cipher, broker_id, assigned_to, &fresh).await?;
+    // Rows lost to a concurrent insert (or a repeat inside this batch) are duplicates too.
+    Ok((inserted, duplicates + (fresh.len() as u64 - inserted)))
 }
 
 async fn insert_batch(
@@ -280,7 +309,7 @@ async fn insert_batch(
     Ok(inserted.len() as u64)
 }
 
-fn db_err(e: sea_orm::sqlx::Error) -> Error {
+pub(crate) fn db_err(e: sea_orm::sqlx::Error) -> Error {
     sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into())).into()
 }
 

@@ -1,6 +1,7 @@
 //! Leads: the people a broker sells to. `model` holds the parsed input types and pure rules,
 //! `repo` the tenant-scoped queries, `service` the use cases, `import` the CSV bulk import.
 
+pub mod async_import;
 pub mod import;
 pub mod model;
 pub mod repo;
