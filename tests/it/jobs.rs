@@ -145,3 +145,63 @@ async fn a_failed_effect_can_be_retried_and_a_dead_holders_claim_is_taken_over()
     let taken = perform_once(app.db(), stale, "w3", Duration::from_secs(60), || async { Ok(json!(2)) }).await.unwrap();
     assert_eq!(taken, Outcome::Performed(json!(2)));
 }
+
+#[tokio::test]
+async fn finished_job_records_and_used_uploads_are_pruned() {
+    let app = TestApp::spawn().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker::run_with(app.infra().clone(), "prune-worker".into(), vec![], async {
+        let _ = stopped.await;
+    }));
+    for i in 0..5 {
+        shared::jobs::enqueue(app.infra(), shared::jobs::noop::Noop::new(i)).await.unwrap();
+    }
+    for _ in 0..100 {
+        if shared::jobs::stats(app.infra(), "noop").await.unwrap().done == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+    assert_eq!(
+        worker::schedules::prune_finished_jobs(app.infra(), Duration::from_secs(3600)).await.unwrap(),
+        0,
+        "recent records stay"
+    );
+    assert_eq!(worker::schedules::prune_finished_jobs(app.infra(), Duration::ZERO).await.unwrap(), 5);
+    assert_eq!(shared::jobs::stats(app.infra(), "noop").await.unwrap().done, 0);
+    let cfg = shared::jobs::config(app.infra().prefix(), "noop");
+    let mut redis =
+        redis::Client::open(crate::common::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let left: u64 = redis.hlen(cfg.job_data_hash()).await.unwrap();
+    assert_eq!(left, 0, "payloads are gone too");
+
+    // A failed import's upload is removed; a queued one is kept.
+    let admin = app.new_broker().await;
+    let ctx = shared::Ctx::user(admin.id, admin.broker_id, shared::Role::Admin);
+    let failed = shared::leads::async_import::start(app.infra(), &ctx, None, "a.csv", b"phone\n911111111\n".to_vec())
+        .await
+        .unwrap();
+    let queued = shared::leads::async_import::start(app.infra(), &ctx, None, "b.csv", b"phone\n922222222\n".to_vec())
+        .await
+        .unwrap();
+    use sea_orm::ConnectionTrait;
+    app.db()
+        .execute_unprepared(&format!("UPDATE csv_imports SET status = 'failed' WHERE id = {failed}"))
+        .await
+        .unwrap();
+    assert_eq!(worker::schedules::prune_import_uploads(app.infra()).await.unwrap(), 1);
+    let chunks = app
+        .db()
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT count(*) AS n FROM csv_import_chunks WHERE import_id = {queued}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(chunks, 1);
+}

@@ -18,13 +18,99 @@ pub struct Schedule {
     pub task: Task,
 }
 
+/// Finished job records are kept this long in Redis (dead ones live on in `dead_jobs`).
+pub const KEEP_FINISHED_JOBS: Duration = Duration::from_secs(24 * 3600);
+
 /// The periodic work that exists now.
 pub fn defaults() -> Vec<Schedule> {
-    vec![Schedule {
-        name: "fold_lead_counts",
-        every: Duration::from_secs(60),
-        task: Arc::new(|infra: Infra, _tick: u64| Box::pin(async move { fold_lead_counts(&infra).await })),
-    }]
+    vec![
+        Schedule {
+            name: "fold_lead_counts",
+            every: Duration::from_secs(60),
+            task: Arc::new(|infra: Infra, _tick: u64| Box::pin(async move { fold_lead_counts(&infra).await })),
+        },
+        Schedule {
+            name: "prune_finished_jobs",
+            every: Duration::from_secs(3600),
+            task: Arc::new(|infra: Infra, _tick: u64| {
+                Box::pin(async move { prune_finished_jobs(&infra, KEEP_FINISHED_JOBS).await.map(|_| ()) })
+            }),
+        },
+        Schedule {
+            name: "prune_import_uploads",
+            every: Duration::from_secs(3600),
+            task: Arc::new(|infra: Infra, _tick: u64| {
+                Box::pin(async move { prune_import_uploads(&infra).await.map(|_| ()) })
+            }),
+        },
+    ]
+}
+
+/// Deletes the Redis records (payload and metadata) of jobs that finished (done, or dead and so
+/// kept in `dead_jobs`) longer than `keep` ago. Returns how many were removed.
+pub async fn prune_finished_jobs(infra: &Infra, keep: Duration) -> shared::Result<u64> {
+    let cutoff = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+        .saturating_sub(keep.as_secs());
+    let mut removed = 0u64;
+    let mut conn = infra.redis.clone();
+    for queue in shared::jobs::QUEUES {
+        let cfg = shared::jobs::config(infra.prefix(), queue);
+        for (set, terminal) in [(cfg.done_jobs_set(), "Done"), (cfg.dead_jobs_set(), "Killed")] {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, ids): (u64, Vec<String>) =
+                    redis::cmd("SSCAN").arg(&set).arg(cursor).arg("COUNT").arg(500).query_async(&mut conn).await?;
+                if !ids.is_empty() {
+                    let mut pipe = redis::pipe();
+                    for id in &ids {
+                        pipe.cmd("HMGET").arg(format!("{}:{id}", cfg.job_meta_hash())).arg("status").arg("done_at");
+                    }
+                    let metas: Vec<(Option<String>, Option<u64>)> = pipe.query_async(&mut conn).await?;
+                    let old: Vec<&String> = ids
+                        .iter()
+                        .zip(metas)
+                        .filter(|(_, (status, done_at))| {
+                            status.as_deref() == Some(terminal) && done_at.is_some_and(|t| t <= cutoff)
+                        })
+                        .map(|(id, _)| id)
+                        .collect();
+                    if !old.is_empty() {
+                        let mut pipe = redis::pipe();
+                        for id in &old {
+                            pipe.hdel(cfg.job_data_hash(), *id).ignore();
+                            pipe.del(format!("{}:{id}", cfg.job_meta_hash())).ignore();
+                            pipe.srem(&set, *id).ignore();
+                        }
+                        let () = pipe.query_async(&mut conn).await?;
+                        removed += old.len() as u64;
+                    }
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Deletes stored CSV uploads that are no longer needed: their import finished or failed, or it
+/// was queued more than a week ago and never ran. Returns how many chunks were removed.
+pub async fn prune_import_uploads(infra: &Infra) -> shared::Result<u64> {
+    use sea_orm::ConnectionTrait;
+    let res = infra
+        .db
+        .execute_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "DELETE FROM csv_import_chunks WHERE import_id IN \
+               (SELECT id FROM csv_imports WHERE status IN ('done', 'failed') OR created_at < now() - interval '7 days')",
+        ))
+        .await?;
+    Ok(res.rows_affected())
 }
 
 /// Folds every broker's pending lead-count deltas into its total, so list requests read few rows.
