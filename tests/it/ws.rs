@@ -161,3 +161,37 @@ async fn superadmin_may_watch_any_broker() {
     app.lead(&admin, json!({"phone": phone()})).await;
     assert_eq!(next_frame(&mut socket).await["event"], "lead_created");
 }
+
+#[tokio::test]
+async fn a_socket_on_another_api_process_receives_the_event() {
+    use std::io::BufRead;
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_it-api"))
+        .env("DATABASE_URL", format!("{}/{}", crate::common::server_url(), app.db_name))
+        .env("REDIS_URL", crate::common::redis_url())
+        .env("REDIS_PREFIX", app.infra().prefix())
+        .env("DB_MAX_CONNECTIONS", "3")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start a second API process");
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let addr: std::net::SocketAddr = line.trim().strip_prefix("listening ").expect("address line").parse().unwrap();
+    let mut socket = connected(addr, &admin).await;
+    // Caused through this (in-process) API instance, delivered by the other process.
+    let lead = app.lead(&admin, json!({"phone": phone()})).await;
+    let frame = next_frame(&mut socket).await;
+    assert_eq!(frame["event"], "lead_created");
+    assert_eq!(frame["data"]["lead_id"], lead["id"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
