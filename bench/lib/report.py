@@ -30,7 +30,8 @@ import platform
 import re
 import sys
 
-ORDER = ["startup", "health", "login", "leads_list", "leads_search", "lead_create", "bulk_import"]
+ORDER = ["startup", "health", "login", "leads_list", "leads_search", "lead_create", "bulk_import", "jobs_throughput",
+         "ws_fanout"]
 MARK_START = "<!-- bench:start -->"
 MARK_END = "<!-- bench:end -->"
 
@@ -46,7 +47,16 @@ TARGETS = {
     ],
     "login": [("latency_p99_ms", "<=", 250, "ms")],
     "bulk_import": [("wall_time_s", "<=", 5, "s"), ("counts_match", "==", True, "")],
+    "jobs_throughput": [
+        ("enqueue_jobs_per_sec", ">=", 10000, "jobs/s"),
+        ("exec_jobs_per_sec_1proc", ">=", 5000, "jobs/s"),
+        ("errors", "==", 0, ""),
+    ],
+    "ws_fanout": [("missing", "==", 0, ""), ("latency_p99_ms", "<=", 50, "ms")],
 }
+
+# Scenarios that are not wrk runs but load the api, so the api RSS target ("*") applies too.
+API_LOAD_SINGLES = ("bulk_import", "ws_fanout")
 
 
 def machine() -> dict:
@@ -99,7 +109,7 @@ def fold_hwm(res: dict) -> None:
 
 def check_targets(scenario: str, res: dict, is_wrk: bool) -> dict:
     rules = list(TARGETS.get(scenario, []))
-    if is_wrk or scenario == "bulk_import":
+    if is_wrk or scenario in API_LOAD_SINGLES:
         rules = TARGETS["*"] + rules
     out = {}
     for field, op, limit, unit in rules:
@@ -227,6 +237,22 @@ def notes_for(r: dict) -> str:
             f"{fmt(act.get('imported'))}/{fmt(act.get('duplicates'))}/{fmt(act.get('invalid'))}"
             f" ({'as expected' if r.get('counts_match') else 'MISMATCH'})"
         )
+    if s == "jobs_throughput":
+        notes.append(
+            f"{fmt(r.get('jobs'))} no-op jobs, concurrency {fmt(r.get('worker_concurrency'))}: enqueue "
+            f"{fmt(r.get('enqueue_jobs_per_sec'), 0)}/s ({fmt(r.get('enqueue_tasks'))} tasks); execution 1 process "
+            f"{fmt(r.get('exec_jobs_per_sec_1proc'), 0)}/s, 2 processes {fmt(r.get('exec_jobs_per_sec_2proc'), 0)}/s, "
+            f"2 `run_with` in 1 process {fmt(r.get('exec_jobs_per_sec_2inproc'), 0)}/s"
+        )
+        stuck = [k for k, v in (r.get("phases") or {}).items() if isinstance(v, dict) and v.get("stalled")]
+        if stuck:
+            notes.append(f"STUCK in {', '.join(stuck)} (queue made no progress; see `problems`)")
+    if s == "ws_fanout":
+        notes.append(
+            f"{fmt(r.get('sockets_connected'))}/{fmt(r.get('sockets'))} sockets × {fmt(r.get('events'))} events "
+            f"({fmt(r.get('rate_per_sec'))}/s): missing {fmt(r.get('missing'))}, duplicates {fmt(r.get('duplicates'))}, "
+            f"max {fmt(r.get('latency_max_ms'), 2)} ms"
+        )
     failed = [f"{k} {fmt(v['actual'], 2)} (target {v['target']})" for k, v in (r.get("targets") or {}).items()
               if v.get("pass") is False]
     if failed:
@@ -265,6 +291,10 @@ def cmd_summary(a) -> int:
             mark, stale = " †", True
         if n == "bulk_import":
             rps = f"{fmt(r.get('rows_per_sec'), 0)} rows/s"
+        elif n == "jobs_throughput":
+            rps = f"{fmt(r.get('exec_jobs_per_sec_1proc'), 0)} jobs/s"
+        elif n == "ws_fanout":
+            rps = f"{fmt(r.get('deliveries_per_sec'), 0)} msgs/s"
         else:
             rps = fmt(r.get("requests_per_sec"), 0)
         lines.append(

@@ -416,3 +416,49 @@ async fn stats_report_pending_running_done_and_dead() {
     .await;
     consumer.stop().await;
 }
+
+/// apalis-redis' fetch script promotes every due job with one `unpack`, which Redis refuses past
+/// ~8 000 values; `jobs::promote_due` keeps that backlog small so a burst never stops the queue.
+#[tokio::test]
+async fn a_burst_of_ten_thousand_jobs_does_not_stall_the_queue() {
+    let app = TestApp::spawn().await;
+    let infra = app.infra().clone();
+    // 9 000 jobs due at once but left in the scheduled set, as after a worker outage.
+    let pushes = (0..10u64).map(|t| {
+        let infra = infra.clone();
+        tokio::spawn(async move {
+            for i in 0..900u64 {
+                let past = chrono::Utc::now() - chrono::Duration::seconds(5);
+                shared::jobs::enqueue_at(&infra, shared::jobs::noop::Noop::new(t * 900 + i), past).await.unwrap();
+            }
+        })
+    });
+    for p in futures_util::future::join_all(pushes).await {
+        p.unwrap();
+    }
+    let cfg = shared::jobs::config(infra.prefix(), "noop");
+    let mut redis =
+        redis::Client::open(crate::common::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let backlog: u64 = redis::AsyncCommands::zcard(&mut redis, cfg.scheduled_jobs_set()).await.unwrap();
+    assert!(backlog > 8_000, "the scheduled backlog is past apalis' unpack limit: {backlog}");
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker::run_with(infra.clone(), "burst-worker".into(), vec![], async {
+        let _ = stopped.await;
+    }));
+    // And a burst of immediate jobs while it drains.
+    for i in 9_000..10_000u64 {
+        shared::jobs::enqueue(&infra, shared::jobs::noop::Noop::new(i)).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let stats = shared::jobs::stats(&infra, "noop").await.unwrap();
+        if stats.done == 10_000 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "stalled at {stats:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+}

@@ -178,6 +178,15 @@ pub async fn csv_import(infra: Infra, job: CsvImport, _ctx: JobCtx) -> shared::R
     shared::leads::async_import::run(&infra, &job).await
 }
 
+/// Aborts a background task when its owner returns.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The `noop` handler: optionally counts the run, sleeps, fails on purpose, then performs its
 /// effect once per idempotency key.
 pub async fn noop(infra: Infra, job: Noop, ctx: JobCtx) -> shared::Result<()> {
@@ -232,6 +241,22 @@ pub async fn run_queue<J, F, Fut>(
         _job: PhantomData,
     });
     let mut stop = core.stop.clone();
+    // Keep the due backlog small for apalis' fetch script (see `jobs::promote_due`).
+    let promoter = {
+        let (infra, every, mut stop) = (core.infra.clone(), core.opts.poll_interval, core.stop.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = jobs::promote_due(&infra, J::QUEUE).await {
+                    tracing::warn!(queue = J::QUEUE, error = %e, "could not promote due jobs");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+            }
+        })
+    };
+    let _promoter = AbortOnDrop(promoter);
     let mut pause = Duration::from_secs(1);
     for incarnation in 0u32.. {
         let name = match incarnation {

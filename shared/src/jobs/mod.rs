@@ -111,7 +111,54 @@ async fn push(infra: &Infra, queue: &str, payload: Vec<u8>, at: Option<DateTime<
     apalis_redis::queries::push_tasks(&mut conn, &config(infra.prefix(), queue), &[task.build()])
         .await
         .map_err(from_apalis)?;
+    if at.is_none() {
+        promote_due(infra, queue).await?;
+    }
     Ok(id.to_string())
+}
+
+/// Moves due jobs from the scheduled set to the active list, at most this many per Redis call.
+const PROMOTE_CHUNK: usize = 1_000;
+
+/// Moves every due job of `queue` from the scheduled set to the active list, in chunks.
+///
+/// apalis-redis 1.0.0 promotes due jobs inside its fetch script with one `unpack` of all of them,
+/// which Redis refuses beyond ~8 000 values: a backlog that large would make every fetch fail and
+/// stop the queue for good. Promoting here, after each push and on every worker poll, keeps the
+/// due backlog in the scheduled set small. Returns how many jobs were moved.
+pub async fn promote_due(infra: &Infra, queue: &str) -> Result<u64> {
+    static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+        redis::Script::new(
+            r#"
+            local ids = redis.call("zrangebyscore", KEYS[1], 0, ARGV[1], "LIMIT", 0, tonumber(ARGV[2]))
+            if #ids > 0 then
+                redis.call("rpush", KEYS[2], unpack(ids))
+                redis.call("zrem", KEYS[1], unpack(ids))
+                redis.call("del", KEYS[3])
+                redis.call("lpush", KEYS[3], 1)
+            end
+            return #ids
+            "#,
+        )
+    });
+    let cfg = config(infra.prefix(), queue);
+    let mut conn = infra.redis.clone();
+    let mut moved = 0u64;
+    loop {
+        let now = Utc::now().timestamp();
+        let n: u64 = SCRIPT
+            .key(cfg.scheduled_jobs_set())
+            .key(cfg.active_jobs_list())
+            .key(cfg.signal_list())
+            .arg(now)
+            .arg(PROMOTE_CHUNK)
+            .invoke_async(&mut conn)
+            .await?;
+        moved += n;
+        if n < PROMOTE_CHUNK as u64 {
+            return Ok(moved);
+        }
+    }
 }
 
 /// Maps an apalis-redis error into the shared vocabulary (connection problems become 503).
