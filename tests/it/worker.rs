@@ -8,7 +8,8 @@ use crate::common::TestApp;
 async fn worker_heartbeats_and_stops_cleanly_on_shutdown() {
     let app = TestApp::spawn().await;
     let settings = (*app.infra().settings).clone();
-    let key = worker::heartbeat_key(&settings.redis_prefix, &worker::worker_name());
+    let key = worker::workers_key(&settings.redis_prefix);
+    let name = worker::worker_name();
     // The default schedules run against the test database: nothing to fold, no error.
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(worker::run(settings, async {
@@ -18,20 +19,21 @@ async fn worker_heartbeats_and_stops_cleanly_on_shutdown() {
         redis::Client::open(crate::common::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let mut alive = false;
     for _ in 0..50 {
-        if redis.exists::<_, bool>(&key).await.unwrap() {
+        if redis.zscore::<_, _, Option<i64>>(&key, &name).await.unwrap().is_some() {
             alive = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(alive, "the worker announced itself");
-    let ttl: i64 = redis.ttl(&key).await.unwrap();
-    assert!((1..=15).contains(&ttl), "heartbeat expires unless refreshed: {ttl}");
+    let beat: i64 = redis.zscore(&key, &name).await.unwrap();
+    assert!((chrono::Utc::now().timestamp() - beat).abs() <= 5, "the heartbeat is current: {beat}");
     stop.send(()).unwrap();
     let result =
         tokio::time::timeout(std::time::Duration::from_secs(5), handle).await.expect("stops promptly").unwrap();
     assert!(result.is_ok());
-    assert!(!redis.exists::<_, bool>(&key).await.unwrap(), "the heartbeat is removed on a clean stop");
+    let gone: Option<i64> = redis.zscore(&key, &name).await.unwrap();
+    assert_eq!(gone, None, "the heartbeat is removed on a clean stop");
 }
 
 #[tokio::test]

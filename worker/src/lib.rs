@@ -22,10 +22,14 @@ pub fn worker_name() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// Redis key of a worker's heartbeat.
-pub fn heartbeat_key(prefix: &str, name: &str) -> String {
-    format!("{prefix}:workers:{name}")
+/// Redis sorted set of live workers: member = worker name, score = last heartbeat (unix seconds).
+/// One key, so `/health` reads it without scanning the keyspace.
+pub fn workers_key(prefix: &str) -> String {
+    format!("{prefix}:workers")
 }
+
+/// A worker counts as live while its last heartbeat is younger than this.
+pub const LIVE_FOR: Duration = Duration::from_secs(15);
 
 /// Runs the worker with the default schedules.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -40,7 +44,7 @@ pub async fn run_with(
     schedules: Vec<Schedule>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let key = heartbeat_key(infra.prefix(), &name);
+    let key = workers_key(infra.prefix());
     tracing::info!(worker = %name, concurrency = infra.settings.worker_concurrency, "worker started");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks: Vec<_> = schedules
@@ -56,7 +60,14 @@ pub async fn run_with(
             _ = &mut shutdown => break,
             _ = tick.tick() => {
                 let mut conn = infra.redis.clone();
-                let beat: redis::RedisResult<()> = conn.set_ex(&key, chrono::Utc::now().to_rfc3339(), HEARTBEAT.as_secs() * 3).await;
+                let now = chrono::Utc::now().timestamp();
+                let beat: redis::RedisResult<()> = redis::pipe()
+                    .zadd(&key, &name, now)
+                    .ignore()
+                    .zrembyscore(&key, 0, now - LIVE_FOR.as_secs() as i64 * 4)
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await;
                 if let Err(e) = beat {
                     tracing::warn!(error = %e, "heartbeat failed; Redis unavailable");
                 }
@@ -69,7 +80,7 @@ pub async fn run_with(
         let _ = tokio::time::timeout(Duration::from_secs(25), t).await;
     }
     let mut conn = infra.redis.clone();
-    let _: redis::RedisResult<()> = conn.del(&key).await;
+    let _: redis::RedisResult<()> = conn.zrem(&key, &name).await;
     tracing::info!(worker = %name, "worker stopped");
     Ok(())
 }

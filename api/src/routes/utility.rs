@@ -105,30 +105,17 @@ async fn queue_stats(state: &AppState) -> BTreeMap<String, QueueStats> {
     out
 }
 
-/// Live workers: the heartbeat keys `{prefix}:workers:{name}` that have not expired.
+/// Live workers: members of `{prefix}:workers` whose heartbeat is younger than 15 s.
 async fn live_workers(state: &AppState) -> Vec<String> {
-    let prefix = format!("{}:workers:", state.infra.prefix());
+    let key = format!("{}:workers", state.infra.prefix());
+    let since = chrono::Utc::now().timestamp() - 15;
     let mut conn = state.infra.redis.clone();
-    let scan = async {
-        let mut names = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{prefix}*"))
-                .arg("COUNT")
-                .arg(200)
-                .query_async(&mut conn)
-                .await?;
-            names.extend(keys.into_iter().filter_map(|k| k.strip_prefix(&prefix).map(str::to_string)));
-            if next == 0 || names.len() >= 100 {
-                return Ok::<_, redis::RedisError>(names);
-            }
-            cursor = next;
-        }
+    let cmd = redis::cmd("ZRANGEBYSCORE");
+    let read = async {
+        let mut c = cmd;
+        c.arg(&key).arg(since).arg("+inf").query_async::<Vec<String>>(&mut conn).await
     };
-    match tokio::time::timeout(Duration::from_secs(2), scan).await {
+    match tokio::time::timeout(Duration::from_secs(2), read).await {
         Ok(Ok(mut names)) => {
             names.sort();
             names
