@@ -16,6 +16,16 @@ pub const MAX_JSON_BYTES: usize = 1024 * 1024;
 
 pub struct JsonBody<T>(pub T);
 
+/// A partial-update field as the services take it: `None` = absent, `Some(None)` = explicit `null`.
+pub fn maybe<T>(m: poem_openapi::types::MaybeUndefined<T>) -> Option<Option<T>> {
+    use poem_openapi::types::MaybeUndefined;
+    match m {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v)),
+    }
+}
+
 fn invalid(loc: Vec<String>, msg: impl Into<String>, kind: &str) -> poem::Error {
     ApiError(shared::Error::invalid("validation_error", FieldError { loc, msg: msg.into(), kind: kind.into() })).into()
 }

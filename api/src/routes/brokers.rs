@@ -11,7 +11,7 @@ use shared::brokers::users::{self, NewUser, UserPatch};
 use shared::entities;
 
 use super::ApiTags;
-use crate::body::JsonBody;
+use crate::body::{JsonBody, maybe};
 use crate::error::ApiResult;
 use crate::security::Auth;
 use crate::state::AppState;
@@ -161,14 +161,6 @@ pub enum NoContent {
     /// Done
     #[oai(status = 204)]
     Ok,
-}
-
-fn maybe<T>(m: MaybeUndefined<T>) -> Option<Option<T>> {
-    match m {
-        MaybeUndefined::Undefined => None,
-        MaybeUndefined::Null => Some(None),
-        MaybeUndefined::Value(v) => Some(Some(v)),
-    }
 }
 
 fn check_email(e: Option<&str>) -> shared::Result<()> {

@@ -14,7 +14,7 @@ use shared::leads::service::{self, LeadPatch, ListQuery, NewLead};
 use shared::leads::{async_import, import};
 
 use super::ApiTags;
-use crate::body::JsonBody;
+use crate::body::{JsonBody, maybe};
 use crate::error::ApiResult;
 use crate::json_out::{CreatedJson, JsonOut, rfc3339};
 use crate::security::Auth;
@@ -303,14 +303,6 @@ fn object(v: Option<Value>, field: &str) -> Result<Option<Map<String, Value>>, E
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(m)) => Ok(Some(m)),
         Some(_) => Err(Error::invalid_body(field, "must be an object")),
-    }
-}
-
-fn maybe<T>(m: MaybeUndefined<T>) -> Option<Option<T>> {
-    match m {
-        MaybeUndefined::Undefined => None,
-        MaybeUndefined::Null => Some(None),
-        MaybeUndefined::Value(v) => Some(Some(v)),
     }
 }
 
