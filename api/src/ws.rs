@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use poem::web::websocket::{CloseCode, Message, WebSocket, WebSocketStream};
+use poem::web::websocket::{CloseCode, Message, WebSocket, WebSocketConfig, WebSocketStream};
 use poem::web::{Data, Path, Query};
 use poem::{IntoResponse, handler};
 use serde::Deserialize;
@@ -119,11 +119,22 @@ pub async fn connect(
     Data(state): Data<&AppState>,
 ) -> impl IntoResponse {
     let state = state.clone();
-    ws.on_upgrade(move |socket| async move {
+    ws.config(socket_config()).on_upgrade(move |socket| async move {
         state.ws_connections.fetch_add(1, Ordering::Relaxed);
         serve_socket(socket, &state, broker_id, user_id, query.token).await;
         state.ws_connections.fetch_sub(1, Ordering::Relaxed);
     })
+}
+
+/// Small per-socket buffers: clients only send a token or a ping, and events are a few hundred bytes.
+/// tungstenite's defaults (128 KiB read buffer each) made 500 sockets cost ~85 MB.
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(Some(64 * 1024))
+        .max_frame_size(Some(64 * 1024))
 }
 
 async fn serve_socket(socket: WebSocketStream, state: &AppState, broker_id: i64, user_id: i64, token: Option<String>) {
