@@ -162,7 +162,7 @@ pub struct DiscardBody {
     pub reason: Option<String>,
 }
 
-#[derive(Object)]
+#[derive(Object, Default)]
 pub struct QueueCounts {
     pub pending: u64,
     pub running: u64,
@@ -177,7 +177,6 @@ pub struct TaskStats {
 }
 
 impl TasksApi {
-    #[allow(clippy::too_many_arguments)]
     async fn page(
         state: &AppState,
         auth: &Auth,
@@ -280,13 +279,7 @@ impl TasksApi {
     async fn stats(&self, state: Data<&AppState>, auth: Auth) -> ApiResult<Json<TaskStats>> {
         let mut queues = std::collections::BTreeMap::new();
         for (queue, status, n) in tasks::status_counts(&state.infra.db, &auth).await? {
-            let entry = queues.entry(queue).or_insert(QueueCounts {
-                pending: 0,
-                running: 0,
-                dead: 0,
-                requeued: 0,
-                discarded: 0,
-            });
+            let entry = queues.entry(queue).or_insert_with(QueueCounts::default);
             match status.as_str() {
                 "dead" => entry.dead = n,
                 "requeued" => entry.requeued = n,
@@ -296,13 +289,7 @@ impl TasksApi {
         if auth.is_superadmin() {
             for queue in shared::jobs::QUEUES {
                 let live = shared::jobs::stats(&state.infra, queue).await?;
-                let entry = queues.entry(queue.to_string()).or_insert(QueueCounts {
-                    pending: 0,
-                    running: 0,
-                    dead: 0,
-                    requeued: 0,
-                    discarded: 0,
-                });
+                let entry = queues.entry(queue.to_string()).or_insert_with(QueueCounts::default);
                 entry.pending = live.pending;
                 entry.running = live.running;
             }
