@@ -34,6 +34,47 @@ pub struct Settings {
     pub trust_forwarded_for: bool,
     pub rate_limits: RateLimits,
     pub db_max_connections: u32,
+    /// External providers: base URLs (tests point them at local fakes) and platform credentials.
+    pub providers: Providers,
+}
+
+/// Every external service's address and the platform-wide credentials (SPEC §1). A broker's own
+/// channel credentials live in its chat config, not here.
+#[derive(Clone, Debug)]
+pub struct Providers {
+    /// Public address of this deployment (`https://api.example.cl`), for webhook URLs handed to
+    /// Telegram and VAPI. `PUBLIC_BASE_URL`; unset in development.
+    pub public_base_url: Option<String>,
+    pub gemini_api_key: Option<SecretString>,
+    pub gemini_model: String,
+    pub gemini_embedding_model: String,
+    pub gemini_base_url: String,
+    pub openai_api_key: Option<SecretString>,
+    pub openai_model: String,
+    pub openai_embedding_model: String,
+    pub openai_base_url: String,
+    pub telegram_api_base: String,
+    pub telegram_bot_token: Option<SecretString>,
+    pub telegram_webhook_secret: Option<SecretString>,
+    pub telegram_broker_id: Option<i64>,
+    pub whatsapp_api_base: String,
+    pub whatsapp_verify_token: Option<SecretString>,
+    pub whatsapp_app_secret: Option<SecretString>,
+    pub whatsapp_access_token: Option<SecretString>,
+    pub whatsapp_phone_number_id: Option<String>,
+    pub whatsapp_broker_id: Option<i64>,
+    pub vapi_base_url: String,
+    pub vapi_api_key: Option<SecretString>,
+    pub vapi_phone_number_id: Option<String>,
+    pub vapi_assistant_id: Option<String>,
+    pub vapi_webhook_secret: Option<SecretString>,
+    pub google_api_base: String,
+    pub google_oauth_base: String,
+    pub google_client_id: Option<String>,
+    pub google_client_secret: Option<SecretString>,
+    pub google_redirect_uri: Option<String>,
+    /// Time-out of one outbound HTTP call (`PROVIDER_TIMEOUT_MS`, default 15 s).
+    pub timeout: std::time::Duration,
 }
 
 /// Request budgets enforced in Redis (SPEC §3). `enabled = false` when `RATE_LIMITS=off`.
@@ -83,6 +124,12 @@ impl Settings {
         let port = u16::try_from(parse_num("PORT", 8000)?).map_err(|_| config_error("PORT is out of range"))?;
         let truthy =
             |k: &str| var(k).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        let secret = |k: &str| var(k).map(SecretString::from);
+        let base_url =
+            |k: &str, default: &str| var(k).unwrap_or_else(|| default.into()).trim_end_matches('/').to_string();
+        let id = |k: &str| -> Result<Option<i64>> {
+            var(k).map(|v| v.parse().map_err(|_| config_error(&format!("{k} must be a whole number")))).transpose()
+        };
 
         Ok(Self {
             database_url: var("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/corredor".into()),
@@ -119,6 +166,41 @@ impl Settings {
                 webhook_per_10s: parse_num("RATE_LIMIT_WEBHOOK_PER_10S", 20)? as u32,
             },
             db_max_connections: parse_num("DB_MAX_CONNECTIONS", 20)?.clamp(1, 500) as u32,
+            providers: Providers {
+                public_base_url: var("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_string()),
+                gemini_api_key: secret("GEMINI_API_KEY"),
+                gemini_model: var("GEMINI_MODEL").unwrap_or_else(|| "gemini-2.0-flash".into()),
+                gemini_embedding_model: var("GEMINI_EMBEDDING_MODEL").unwrap_or_else(|| "text-embedding-004".into()),
+                gemini_base_url: base_url("GEMINI_BASE_URL", "https://generativelanguage.googleapis.com"),
+                openai_api_key: secret("OPENAI_API_KEY"),
+                openai_model: var("OPENAI_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
+                openai_embedding_model: var("OPENAI_EMBEDDING_MODEL")
+                    .unwrap_or_else(|| "text-embedding-3-small".into()),
+                openai_base_url: base_url("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+                telegram_api_base: base_url("TELEGRAM_API_BASE", "https://api.telegram.org"),
+                telegram_bot_token: secret("TELEGRAM_BOT_TOKEN"),
+                telegram_webhook_secret: secret("TELEGRAM_WEBHOOK_SECRET"),
+                telegram_broker_id: id("TELEGRAM_BROKER_ID")?,
+                whatsapp_api_base: base_url("WHATSAPP_API_BASE", "https://graph.facebook.com/v21.0"),
+                whatsapp_verify_token: secret("WHATSAPP_VERIFY_TOKEN"),
+                whatsapp_app_secret: secret("WHATSAPP_APP_SECRET"),
+                whatsapp_access_token: secret("WHATSAPP_ACCESS_TOKEN"),
+                whatsapp_phone_number_id: var("WHATSAPP_PHONE_NUMBER_ID"),
+                whatsapp_broker_id: id("WHATSAPP_BROKER_ID")?,
+                vapi_base_url: base_url("VAPI_BASE_URL", "https://api.vapi.ai"),
+                vapi_api_key: secret("VAPI_API_KEY"),
+                vapi_phone_number_id: var("VAPI_PHONE_NUMBER_ID"),
+                vapi_assistant_id: var("VAPI_ASSISTANT_ID"),
+                vapi_webhook_secret: secret("VAPI_WEBHOOK_SECRET"),
+                google_api_base: base_url("GOOGLE_API_BASE", "https://www.googleapis.com"),
+                google_oauth_base: base_url("GOOGLE_OAUTH_BASE", "https://oauth2.googleapis.com"),
+                google_client_id: var("GOOGLE_CLIENT_ID"),
+                google_client_secret: secret("GOOGLE_CLIENT_SECRET"),
+                google_redirect_uri: var("GOOGLE_REDIRECT_URI"),
+                timeout: std::time::Duration::from_millis(
+                    parse_num("PROVIDER_TIMEOUT_MS", 15_000)?.clamp(100, 300_000),
+                ),
+            },
         })
     }
 
@@ -170,6 +252,15 @@ mod tests {
     fn malformed_numbers_and_keys_are_rejected() {
         assert!(Settings::from_lookup(lookup(&[("PORT", "eighty")])).is_err());
         assert!(Settings::from_lookup(lookup(&[("ENCRYPTION_KEY", "abc")])).is_err());
+    }
+
+    #[test]
+    fn provider_addresses_default_to_the_providers_and_lose_trailing_slashes() {
+        let s = Settings::from_lookup(lookup(&[("OPENAI_BASE_URL", "http://127.0.0.1:9999/v1/")])).unwrap();
+        assert_eq!(s.providers.openai_base_url, "http://127.0.0.1:9999/v1");
+        assert_eq!(s.providers.telegram_api_base, "https://api.telegram.org");
+        assert!(s.providers.telegram_bot_token.is_none());
+        assert!(Settings::from_lookup(lookup(&[("TELEGRAM_BROKER_ID", "one")])).is_err());
     }
 
     #[test]

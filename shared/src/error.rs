@@ -64,6 +64,11 @@ pub enum Error {
     /// 503: a dependency (database, Redis) is unreachable.
     #[error("{0}")]
     Unavailable(String),
+    /// 502: an external provider (LLM, Telegram, WhatsApp, VAPI, Google) refused or failed a call.
+    /// `permanent` when retrying cannot help (its 4xx other than 408/429); `status` and `detail`
+    /// carry the provider's answer (never our credentials).
+    #[error("{service} failed: {detail}")]
+    Upstream { service: &'static str, code: &'static str, status: Option<u16>, detail: String, permanent: bool },
     /// 500 at start-up: the configuration is unusable.
     #[error("configuration error: {0}")]
     Config(String),
@@ -85,6 +90,7 @@ impl Error {
             Error::PayloadTooLarge(_) => 413,
             Error::RateLimited { .. } => 429,
             Error::Unavailable(_) => 503,
+            Error::Upstream { .. } => 502,
             Error::Config(_) | Error::Internal(_) => 500,
         }
     }
@@ -92,7 +98,10 @@ impl Error {
     /// Stable, machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Validation { code, .. } | Error::BadRequest { code, .. } | Error::Conflict { code, .. } => code,
+            Error::Validation { code, .. }
+            | Error::BadRequest { code, .. }
+            | Error::Conflict { code, .. }
+            | Error::Upstream { code, .. } => code,
             Error::Unauthorized(_) => "not_authenticated",
             Error::InvalidCredentials => "invalid_credentials",
             Error::Forbidden(_) => "forbidden",
@@ -154,6 +163,22 @@ impl Error {
 
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
         Error::Internal(err.into())
+    }
+
+    /// A provider failure worth retrying (5xx, 408, 429, time-out, connection error).
+    pub fn upstream_transient(service: &'static str, status: Option<u16>, detail: impl Into<String>) -> Self {
+        Error::Upstream { service, code: "upstream_error", status, detail: detail.into(), permanent: false }
+    }
+
+    /// A provider refusal that no retry can fix (its 4xx other than 408/429), or a rule of ours about
+    /// the send (`code`, e.g. `outside_24h_window`).
+    pub fn upstream_permanent(
+        service: &'static str,
+        code: &'static str,
+        status: Option<u16>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Error::Upstream { service, code, status, detail: detail.into(), permanent: true }
     }
 }
 

@@ -7,6 +7,9 @@
 //! - [`db`]: pool set-up, database creation and constraint mapping.
 //! - [`entities`]: sea-orm entities of every table.
 //! - [`auth`], [`leads`], [`brokers`], [`audit`]: one module per feature (model, repo, service).
+//! - [`jobs`]: the queue contract (one module per queue); [`effects`]: idempotent side effects;
+//!   [`tasks`]: dead jobs.
+//! - [`integrations`]: clients of external providers, with circuit breakers.
 //! - [`text`], [`crypto`], [`ratelimit`], [`events`], [`redis_conn`]: small shared tools.
 
 pub mod audit;
@@ -22,6 +25,7 @@ pub mod entities;
 pub mod error;
 pub mod events;
 pub mod infra;
+pub mod integrations;
 pub mod jobs;
 pub mod leads;
 pub mod ratelimit;

@@ -4,6 +4,7 @@
 mod common;
 
 mod auth;
+mod breaker;
 mod brokers;
 mod crash;
 mod jobs;

@@ -69,8 +69,6 @@ pub enum HealthResponse {
     Unavailable(Json<Health>),
 }
 
-pub const BREAKERS: [&str; 6] = ["llm", "embeddings", "calendar", "telegram", "whatsapp", "vapi"];
-
 impl UtilityApi {
     async fn database(state: &AppState) -> String {
         let ping = state.infra.db.execute_unprepared("SELECT 1");
@@ -124,6 +122,17 @@ async fn live_workers(state: &AppState) -> Vec<String> {
     }
 }
 
+/// Every provider's circuit breaker (read from Redis, so shared by all processes).
+async fn breaker_states(state: &AppState) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for b in shared::integrations::breaker::ALL {
+        let s = tokio::time::timeout(Duration::from_secs(2), b.state(&state.infra)).await;
+        let s = s.unwrap_or(shared::integrations::breaker::State::Closed);
+        out.insert(b.name.to_string(), s.as_str().to_string());
+    }
+    out
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().chars().take(200).collect()
 }
@@ -145,8 +154,13 @@ impl UtilityApi {
     /// 503 when the database is unreachable, else 200.
     #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self, state: Data<&AppState>) -> HealthResponse {
-        let (database, redis, workers, queues) =
-            tokio::join!(Self::database(&state), Self::redis(&state), live_workers(&state), queue_stats(&state));
+        let (database, redis, workers, queues, circuit_breakers) = tokio::join!(
+            Self::database(&state),
+            Self::redis(&state),
+            live_workers(&state),
+            queue_stats(&state),
+            breaker_states(&state)
+        );
         let (hits, misses) = state.infra.users.stats();
         let total = hits + misses;
         let status = match (database == "ok", redis == "ok") {
@@ -159,7 +173,7 @@ impl UtilityApi {
             status: status.into(),
             database,
             redis,
-            circuit_breakers: BREAKERS.iter().map(|b| (b.to_string(), "closed".to_string())).collect(),
+            circuit_breakers,
             cache: CacheStats { hits, misses, hit_rate: if total == 0 { 0.0 } else { hits as f64 / total as f64 } },
             queues,
             workers,

@@ -15,8 +15,15 @@
 //! | `{ns}:done` / `{ns}:dead` | SET | finished / dead-lettered ids |
 //! | `{ns}:attempts:{id}` | HASH | the worker's own attempt record (see `worker::queue`) |
 
+pub mod calendar_sync;
+pub mod campaign_step;
 pub mod csv_import;
+pub mod embedding;
+pub mod llm_reply;
 pub mod noop;
+pub mod notification;
+pub mod voice_call;
+pub mod voice_report;
 
 use std::time::Duration;
 
@@ -44,9 +51,19 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
     }
 }
 
-/// Every queue the worker consumes (one consumer each, started in `worker::queue::spawn_consumers`),
-/// for statistics and health checks. Add a queue here when its consumer is added there.
-pub const QUEUES: &[&str] = &[<csv_import::CsvImport as Job>::QUEUE, <noop::Noop as Job>::QUEUE];
+/// Every queue (SPEC §8, plus `noop` for tests and benchmarks), for statistics, health checks and
+/// pruning. The worker starts one consumer per queue in `worker::queue::spawn_consumers`.
+pub const QUEUES: &[&str] = &[
+    <llm_reply::LlmReply as Job>::QUEUE,
+    <campaign_step::CampaignStep as Job>::QUEUE,
+    <embedding::Embedding as Job>::QUEUE,
+    <voice_call::VoiceCall as Job>::QUEUE,
+    <voice_report::VoiceReport as Job>::QUEUE,
+    <csv_import::CsvImport as Job>::QUEUE,
+    <calendar_sync::CalendarSync as Job>::QUEUE,
+    <notification::Notification as Job>::QUEUE,
+    <noop::Noop as Job>::QUEUE,
+];
 
 /// The Redis namespace of a queue: `{prefix}:queue:{queue}`. Set explicitly because apalis-redis
 /// otherwise names the queue after the Rust type path, which changes on any refactor.
@@ -212,11 +229,13 @@ pub async fn stats(infra: &Infra, queue: &str) -> Result<QueueStats> {
 /// Whether a job that failed with `err` can never succeed by retrying: the request is invalid (400,
 /// 413, 422), its subject is gone or out of reach (403, 404) or it conflicts with the current state
 /// (409). `effect_in_progress` is the exception among conflicts: another holder is performing the
-/// effect right now, so a later attempt finds it done. Everything else (500, 503, 429, 401 from a
-/// provider whose credentials may be fixed) is transient.
+/// effect right now, so a later attempt finds it done. A provider's answer is permanent when the
+/// provider says so (its 4xx other than 408/429, SPEC §15). Everything else (500, 503, 429) is
+/// transient.
 pub fn is_permanent(err: &Error) -> bool {
     match err {
         Error::Conflict { code: "effect_in_progress", .. } => false,
+        Error::Upstream { permanent, .. } => *permanent,
         other => matches!(other.status(), 400 | 403 | 404 | 409 | 413 | 422),
     }
 }
@@ -244,6 +263,7 @@ mod tests {
             Error::forbidden("no"),
             Error::conflict("lead_closed", "closed"),
             Error::LeadExists { lead_id: 1 },
+            Error::upstream_permanent("telegram", "upstream_rejected", Some(400), "chat not found"),
         ];
         for e in &permanent {
             assert!(is_permanent(e), "{e:?} is permanent");
@@ -253,6 +273,7 @@ mod tests {
             Error::internal(anyhow::anyhow!("boom")),
             Error::RateLimited { retry_after: 3 },
             Error::conflict("effect_in_progress", "busy"),
+            Error::upstream_transient("whatsapp", Some(503), "unavailable"),
         ];
         for e in &transient {
             assert!(!is_permanent(e), "{e:?} is transient");
