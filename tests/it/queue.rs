@@ -48,7 +48,7 @@ impl Consumer {
         let handle = tokio::spawn(worker::queue::run_queue::<Noop, _, _>(
             app.infra().clone(),
             name.to_string(),
-            worker::queue::noop,
+            worker::jobs::noop::run,
             opts,
             hook,
             stopped,

@@ -1,7 +1,9 @@
 //! The Corredor worker as a library: `run` connects to PostgreSQL and Redis, announces itself with
 //! a heartbeat, runs the periodic schedules (each tick once across all workers) and stops when
-//! `shutdown` resolves. It also consumes the job queues (`queue`), one consumer per queue.
+//! `shutdown` resolves. It also consumes the job queues: [`queue`] runs a queue with Corredor's retry
+//! and dead-letter rules, [`jobs`] holds one thin handler per queue.
 
+pub mod jobs;
 pub mod queue;
 pub mod schedules;
 
@@ -51,8 +53,7 @@ pub async fn run_with(
         .into_iter()
         .map(|s| tokio::spawn(schedules::run_schedule(infra.clone(), s, name.clone(), stop_rx.clone())))
         .collect();
-    // Queue consumers; swap the hook for the `dead_jobs` writer here.
-    tasks.extend(queue::spawn_consumers(&infra, &name, queue::record_dead_letter(infra.clone()), stop_rx.clone()));
+    tasks.extend(jobs::spawn_consumers(&infra, &name, queue::record_dead_letter(infra.clone()), stop_rx.clone()));
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(HEARTBEAT);
     loop {

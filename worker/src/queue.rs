@@ -39,12 +39,8 @@ use apalis_redis::RedisStorage;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use redis::AsyncCommands;
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::Infra;
-use shared::effects::{Effect, perform_once};
-use shared::jobs::csv_import::CsvImport;
-use shared::jobs::noop::Noop;
 use shared::jobs::{self, Job};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -68,6 +64,14 @@ pub struct QueueOptions {
 }
 
 impl QueueOptions {
+    /// The defaults with the process' settings (`WORKER_CONCURRENCY`, `JOB_BACKOFF_*`).
+    pub fn from_settings(settings: &shared::Settings) -> Self {
+        let mut opts = Self::new(settings.worker_concurrency);
+        opts.backoff_base = settings.job_backoff_base;
+        opts.backoff_max = settings.job_backoff_max.max(opts.backoff_base);
+        opts
+    }
+
     /// Defaults with `concurrency` slots: 5 attempts over about 15 minutes (waits of 1, 2, 4 and
     /// 8 minutes, each shortened by up to a quarter so failures of one outage spread out), pickup
     /// within 250 ms, 25 s to drain on shutdown.
@@ -142,42 +146,6 @@ pub fn log_dead_letter() -> DeadLetter {
     })
 }
 
-/// Starts a consumer for every queue that exists, each until `stop` flips.
-pub fn spawn_consumers(
-    infra: &Infra,
-    worker: &str,
-    dead_letter: DeadLetter,
-    stop: watch::Receiver<bool>,
-) -> Vec<JoinHandle<()>> {
-    let mut opts = QueueOptions::new(infra.settings.worker_concurrency);
-    opts.backoff_base = infra.settings.job_backoff_base;
-    opts.backoff_max = infra.settings.job_backoff_max.max(opts.backoff_base);
-    let imports = QueueOptions { concurrency: 2, ..opts.clone() };
-    vec![
-        tokio::spawn(run_queue::<Noop, _, _>(
-            infra.clone(),
-            worker.to_string(),
-            noop,
-            opts,
-            dead_letter.clone(),
-            stop.clone(),
-        )),
-        tokio::spawn(run_queue::<CsvImport, _, _>(
-            infra.clone(),
-            worker.to_string(),
-            csv_import,
-            imports,
-            dead_letter,
-            stop,
-        )),
-    ]
-}
-
-/// The `csv_import` handler: streams the stored upload into leads.
-pub async fn csv_import(infra: Infra, job: CsvImport, _ctx: JobCtx) -> shared::Result<()> {
-    shared::leads::async_import::run(&infra, &job).await
-}
-
 /// Aborts a background task when its owner returns.
 struct AbortOnDrop(JoinHandle<()>);
 
@@ -185,33 +153,6 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// The `noop` handler: optionally counts the run, sleeps, fails on purpose, then performs its
-/// effect once per idempotency key.
-pub async fn noop(infra: Infra, job: Noop, ctx: JobCtx) -> shared::Result<()> {
-    if job.count_runs {
-        let mut conn = infra.redis.clone();
-        let _: i64 = conn.hincr(format!("{}:noop:runs", infra.prefix()), job.id, 1).await?;
-    }
-    if let Some(ms) = job.sleep_ms {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-    }
-    let failing = job.fail.as_deref().filter(|_| job.fail_attempts.is_none_or(|n| ctx.attempt <= n));
-    match failing {
-        None => {}
-        Some("transient") => return Err(shared::Error::Unavailable(format!("noop {} fails for now", job.id))),
-        Some("permanent") => return Err(shared::Error::NotFound("noop subject")),
-        Some("panic") => panic!("noop {} panics on purpose", job.id),
-        Some(other) => return Err(shared::Error::invalid_body("fail", format!("unknown failure mode {other:?}"))),
-    }
-    if let Some(key) = job.effect_key.as_deref() {
-        let effect = Effect { key, kind: "noop", broker_id: job.broker_id, lead_id: None };
-        let holder = format!("{}/{}", ctx.worker, ctx.task_id);
-        let lease = Duration::from_millis(job.lease_ms.unwrap_or(60_000));
-        perform_once(&infra.db, effect, &holder, lease, || async { Ok(json!({"id": job.id})) }).await?;
-    }
-    Ok(())
 }
 
 /// Consumes queue `J::QUEUE` as `worker` until `stop` flips (or its sender is dropped), then drains.

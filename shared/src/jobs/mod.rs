@@ -52,7 +52,7 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
 }
 
 /// Every queue (SPEC §8, plus `noop` for tests and benchmarks), for statistics, health checks and
-/// pruning. The worker starts one consumer per queue in `worker::queue::spawn_consumers`.
+/// pruning. The worker starts one consumer per queue in `worker::jobs::spawn_consumers`.
 pub const QUEUES: &[&str] = &[
     <llm_reply::LlmReply as Job>::QUEUE,
     <campaign_step::CampaignStep as Job>::QUEUE,
