@@ -28,6 +28,7 @@ pub mod infra;
 pub mod integrations;
 pub mod jobs;
 pub mod leads;
+pub mod pipeline;
 pub mod ratelimit;
 pub mod redis_conn;
 pub mod tasks;

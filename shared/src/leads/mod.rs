@@ -1,10 +1,13 @@
 //! Leads: the people a broker sells to. `model` holds the parsed input types and pure rules,
-//! `repo` the tenant-scoped queries, `service` the use cases, `import` the CSV bulk import.
+//! `repo` the tenant-scoped queries, `service` the use cases, `import` the CSV bulk import, and the
+//! pure rules `scoring` (score and status) and `qualification` (calificación).
 
 pub mod async_import;
 pub mod import;
 pub mod model;
+pub mod qualification;
 pub mod repo;
+pub mod scoring;
 pub mod service;
 
 pub use model::{LeadView, Stage, Status};

@@ -1,0 +1,3 @@
+//! The sales pipeline: the pure rules of automatic stage moves ([`rules`]).
+
+pub mod rules;
