@@ -30,8 +30,8 @@ import platform
 import re
 import sys
 
-ORDER = ["startup", "health", "login", "leads_list", "leads_search", "lead_create", "bulk_import", "jobs_throughput",
-         "ws_fanout"]
+ORDER = ["startup", "health", "login", "leads_list", "leads_search", "lead_create", "bulk_import", "bulk_import_async",
+         "jobs_throughput", "jobs_crash", "ws_fanout"]
 MARK_START = "<!-- bench:start -->"
 MARK_END = "<!-- bench:end -->"
 
@@ -53,6 +53,8 @@ TARGETS = {
         ("errors", "==", 0, ""),
     ],
     "ws_fanout": [("missing", "==", 0, ""), ("latency_p99_ms", "<=", 50, "ms")],
+    "bulk_import_async": [("worker_peak_rss_mb", "<=", 100, "MB"), ("counts_match", "==", True, "")],
+    "jobs_crash": [("lost", "==", 0, ""), ("duplicated_effects", "==", 0, ""), ("recovery_s", "<=", 60, "s")],
 }
 
 # Scenarios that are not wrk runs but load the api, so the api RSS target ("*") applies too.
@@ -237,6 +239,20 @@ def notes_for(r: dict) -> str:
             f"{fmt(act.get('imported'))}/{fmt(act.get('duplicates'))}/{fmt(act.get('invalid'))}"
             f" ({'as expected' if r.get('counts_match') else 'MISMATCH'})"
         )
+    if s == "bulk_import_async":
+        act = r.get("actual") or {}
+        notes.append(
+            f"{fmt(r.get('rows'))} rows imported by the worker in {fmt(r.get('import_s'), 1)} s after the 202 "
+            f"(upload {fmt(r.get('upload_s'), 1)} s); imported/dup/invalid {fmt(act.get('imported'))}/"
+            f"{fmt(act.get('duplicates'))}/{fmt(act.get('invalid'))} ({'as expected' if r.get('counts_match') else 'MISMATCH'}); "
+            f"peak RSS is the worker's (start {fmt(r.get('worker_rss_at_start_mb'))} MB)"
+        )
+    if s == "jobs_crash":
+        notes.append(
+            f"{fmt(r.get('jobs'))} jobs with effects, 2 worker processes, one SIGKILLed at {fmt(r.get('done_at_kill'))} done: "
+            f"lost {fmt(r.get('lost'))}, duplicated effects {fmt(r.get('duplicated_effects'))}, "
+            f"redelivered {fmt(r.get('redelivered'))}, all done {fmt(r.get('recovery_s'), 1)} s after the kill"
+        )
     if s == "jobs_throughput":
         notes.append(
             f"{fmt(r.get('jobs'))} no-op jobs, concurrency {fmt(r.get('worker_concurrency'))}: enqueue "
@@ -291,8 +307,12 @@ def cmd_summary(a) -> int:
             mark, stale = " †", True
         if n == "bulk_import":
             rps = f"{fmt(r.get('rows_per_sec'), 0)} rows/s"
+        elif n == "bulk_import_async":
+            rps = f"{fmt(r.get('rows_per_sec'), 0)} rows/s"
         elif n == "jobs_throughput":
             rps = f"{fmt(r.get('exec_jobs_per_sec_1proc'), 0)} jobs/s"
+        elif n == "jobs_crash":
+            rps = f"{fmt(r.get('exec_jobs_per_sec'), 0)} jobs/s"
         elif n == "ws_fanout":
             rps = f"{fmt(r.get('deliveries_per_sec'), 0)} msgs/s"
         else:

@@ -5,6 +5,12 @@
 //! The key is claimed in PostgreSQL before the effect runs and marked done with its result after.
 //! A claim older than its lease is taken over (its holder is presumed dead), so pick a lease longer
 //! than the effect's own time-out.
+//!
+//! A holder that dies between performing the effect and recording it leaves a stale claim whose
+//! effect may or may not have happened. Where the provider can be asked ("is there an event with
+//! this id?"), [`perform_once_checked`] asks it before performing again, so the effect happens
+//! exactly once even then; plain [`perform_once`] performs it again (at least once in that window,
+//! which is the few milliseconds between the provider's answer and our record).
 
 use std::future::Future;
 use std::time::Duration;
@@ -58,6 +64,26 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Value>>,
 {
+    perform_once_checked(db, effect, holder, lease, || async { Ok(None) }, perform).await
+}
+
+/// [`perform_once`], but a claim taken over from a holder that died first asks `check` whether the
+/// effect already happened: `Some(result)` is recorded as done (and returned as `AlreadyDone`)
+/// without performing it again; `None` performs it.
+pub async fn perform_once_checked<C, CFut, F, Fut>(
+    db: &DatabaseConnection,
+    effect: Effect<'_>,
+    holder: &str,
+    lease: Duration,
+    check: C,
+    perform: F,
+) -> Result<Outcome>
+where
+    C: FnOnce() -> CFut,
+    CFut: Future<Output = Result<Option<Value>>>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Value>>,
+{
     if effect.key.is_empty() || effect.key.len() > 255 {
         return Err(Error::internal(anyhow::anyhow!("idempotency keys have 1 to 255 characters")));
     }
@@ -68,7 +94,7 @@ where
              ON CONFLICT (idempotency_key) DO UPDATE SET claimed_by = EXCLUDED.claimed_by, claimed_at = now() \
                WHERE performed_effects.status = 'claimed' \
                  AND performed_effects.claimed_at < now() - make_interval(secs => $6) \
-             RETURNING idempotency_key",
+             RETURNING (xmax = 0) AS fresh",
             vec![
                 effect.key.into(),
                 effect.kind.into(),
@@ -78,9 +104,12 @@ where
                 lease.as_secs_f64().into(),
             ],
         ))
-        .await?
-        .is_some();
-    if !claimed {
+        .await?;
+    let taken_over = match &claimed {
+        Some(row) => !row.try_get::<bool>("", "fresh")?,
+        None => false,
+    };
+    if claimed.is_none() {
         let row = db
             .query_one_raw(stmt(
                 "SELECT status, result FROM performed_effects WHERE idempotency_key = $1",
@@ -94,14 +123,16 @@ where
             _ => Err(Error::conflict("effect_in_progress", format!("effect {} is being performed", effect.key))),
         };
     }
+    if taken_over {
+        tracing::warn!(key = effect.key, kind = effect.kind, "taking over the stale claim of a holder that died");
+        if let Some(result) = check().await? {
+            record_done(db, effect.key, holder, &result).await?;
+            return Ok(Outcome::AlreadyDone(result));
+        }
+    }
     match perform().await {
         Ok(result) => {
-            db.execute_raw(stmt(
-                "UPDATE performed_effects SET status = 'done', result = $2, completed_at = now() \
-                 WHERE idempotency_key = $1 AND claimed_by = $3",
-                vec![effect.key.into(), result.clone().into(), holder.into()],
-            ))
-            .await?;
+            record_done(db, effect.key, holder, &result).await?;
             Ok(Outcome::Performed(result))
         }
         Err(e) => {
@@ -113,4 +144,14 @@ where
             Err(e)
         }
     }
+}
+
+async fn record_done(db: &DatabaseConnection, key: &str, holder: &str, result: &Value) -> Result<()> {
+    db.execute_raw(stmt(
+        "UPDATE performed_effects SET status = 'done', result = $2, completed_at = now() \
+         WHERE idempotency_key = $1 AND claimed_by = $3",
+        vec![key.into(), result.clone().into(), holder.into()],
+    ))
+    .await?;
+    Ok(())
 }

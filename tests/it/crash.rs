@@ -49,6 +49,7 @@ async fn a_worker_killed_mid_flight_loses_nothing_and_duplicates_no_effect() {
             effect_key: Some(format!("crash-{i}")),
             sleep_ms: Some(40),
             count_runs: true,
+            count_effects: true,
             lease_ms: Some(2_000),
             ..Noop::new(i)
         };
@@ -84,6 +85,13 @@ async fn a_worker_killed_mid_flight_loses_nothing_and_duplicates_no_effect() {
     let runs: std::collections::HashMap<u64, u64> =
         redis::AsyncCommands::hgetall(&mut redis, format!("{}:noop:runs", app.infra().prefix())).await.unwrap();
     assert_eq!(runs.len() as i64, n, "every job ran");
+    // The effect itself (a counter outside the database): exactly once per job, also for the jobs
+    // the killed worker was in the middle of.
+    let effects: std::collections::HashMap<u64, u64> =
+        redis::AsyncCommands::hgetall(&mut redis, format!("{}:noop:effects", app.infra().prefix())).await.unwrap();
+    assert_eq!(effects.len() as i64, n, "every effect happened");
+    let twice: Vec<_> = effects.iter().filter(|(_, c)| **c != 1).collect();
+    assert!(twice.is_empty(), "effects performed more than once: {twice:?}");
     let stats = shared::jobs::stats(app.infra(), "noop").await.unwrap();
     assert_eq!((stats.pending, stats.dead), (0, 0));
 }

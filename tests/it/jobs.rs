@@ -205,3 +205,65 @@ async fn finished_job_records_and_used_uploads_are_pruned() {
         .unwrap();
     assert_eq!(chunks, 1);
 }
+
+#[tokio::test]
+async fn a_takeover_asks_whether_the_dead_holders_effect_happened_before_performing_it() {
+    let app = TestApp::spawn().await;
+    let effect = Effect { key: "checked-1", kind: "test", broker_id: None, lead_id: None };
+    // A holder claimed the key and died before recording anything.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        app.db(),
+        "INSERT INTO performed_effects (idempotency_key, kind, claimed_by, claimed_at) \
+         VALUES ('checked-1', 'test', 'dead', now() - interval '1 hour')",
+    )
+    .await
+    .unwrap();
+    let out = shared::effects::perform_once_checked(
+        app.db(),
+        effect,
+        "heir",
+        Duration::from_secs(60),
+        || async { Ok(Some(json!("sent by the dead holder"))) },
+        || async { panic!("performed again although the provider says it happened") },
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, Outcome::AlreadyDone(json!("sent by the dead holder")));
+    // Recorded: later calls neither check nor perform.
+    let again = perform_once(app.db(), effect, "late", Duration::from_secs(60), || async { panic!("twice") }).await;
+    assert_eq!(again.unwrap(), Outcome::AlreadyDone(json!("sent by the dead holder")));
+
+    // When the provider has no trace of it, the heir performs it.
+    let other = Effect { key: "checked-2", ..effect };
+    sea_orm::ConnectionTrait::execute_unprepared(
+        app.db(),
+        "INSERT INTO performed_effects (idempotency_key, kind, claimed_by, claimed_at) \
+         VALUES ('checked-2', 'test', 'dead', now() - interval '1 hour')",
+    )
+    .await
+    .unwrap();
+    let out = shared::effects::perform_once_checked(
+        app.db(),
+        other,
+        "heir",
+        Duration::from_secs(60),
+        || async { Ok(None) },
+        || async { Ok(json!("performed by the heir")) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, Outcome::Performed(json!("performed by the heir")));
+    // A fresh claim never asks.
+    let fresh = Effect { key: "checked-3", ..effect };
+    let out = shared::effects::perform_once_checked(
+        app.db(),
+        fresh,
+        "first",
+        Duration::from_secs(60),
+        || async { panic!("a fresh claim has nothing to check") },
+        || async { Ok(json!(3)) },
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, Outcome::Performed(json!(3)));
+}

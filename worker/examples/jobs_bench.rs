@@ -2,6 +2,7 @@
 //!
 //!   cargo run --release -p worker --example jobs_bench            # controller: every phase
 //!   jobs_bench worker [INSTANCES]                                  # worker-only mode (spawned by the controller)
+//!   jobs_bench crash                                               # scenario `jobs_crash` (below)
 //!
 //! The controller enqueues `BENCH_JOBS` (20 000) `Noop` jobs (no effect key) through
 //! `shared::jobs::enqueue` from `BENCH_ENQUEUE_TASKS` (16) concurrent tasks and times it; then it
@@ -17,11 +18,19 @@
 //! environment; the execution clock starts when the first worker process has connected (it prints
 //! `ready`). Needs PostgreSQL (`DATABASE_URL`, only for `Infra::connect`) and Redis. Prints progress on
 //! stderr and one `BENCH_JSON {...}` line on stdout. Deletes its Redis keys at the end.
+//!
+//! `crash` (scenario `jobs_crash`): enqueues `BENCH_CRASH_JOBS` (10 000) `Noop` jobs that each
+//! perform one effect through `perform_once` (key `crash-{pid}-{i}`) and count every performance
+//! in Redis, starts two worker processes, SIGKILLs one once `BENCH_CRASH_KILL_AT` (30 %) of the
+//! jobs are done, and waits for the rest. Then it counts: jobs whose effect never happened (lost),
+//! effects performed more than once (duplicated), jobs run more than once (redelivered: the killed
+//! worker's in-flight ones), and the time from the kill to the last job.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use shared::jobs::{self, noop::Noop};
 use shared::{Infra, Settings};
@@ -45,7 +54,8 @@ async fn main() -> anyhow::Result<()> {
             worker_mode(instances).await
         }
         None | Some("all") => controller().await,
-        Some(other) => bail!("unknown mode {other:?}; use no argument or `worker [INSTANCES]`"),
+        Some("crash") => crash().await,
+        Some(other) => bail!("unknown mode {other:?}; use no argument, `worker [INSTANCES]` or `crash`"),
     }
 }
 
@@ -162,6 +172,128 @@ async fn controller() -> anyhow::Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+async fn crash() -> anyhow::Result<()> {
+    let base = Settings::from_env()?;
+    shared::telemetry::init(&base.log_format);
+    let n = env_num("BENCH_CRASH_JOBS", 10_000)?.max(10);
+    let kill_at = env_num("BENCH_CRASH_KILL_AT", 30)?.clamp(1, 90) * n / 100;
+    let timeout = Duration::from_secs(env_num("BENCH_JOBS_TIMEOUT_S", 300)?);
+    let pid = std::process::id();
+    let prefix = format!("{}:jobs-crash-{pid}", base.redis_prefix);
+    let mut settings = base.clone();
+    settings.redis_prefix = prefix.clone();
+    let infra = Infra::connect(settings).await?;
+    let keys = format!("crash-{pid}-%");
+    let result = crash_run(&infra, n, kill_at, timeout, pid).await;
+    cleanup(&infra, &prefix).await;
+    let _ = infra
+        .db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "DELETE FROM performed_effects WHERE idempotency_key LIKE $1",
+            [keys.into()],
+        ))
+        .await;
+    let out = result?;
+    println!("BENCH_JSON {out}");
+    Ok(())
+}
+
+async fn crash_run(infra: &Infra, n: u64, kill_at: u64, timeout: Duration, pid: u32) -> anyhow::Result<Value> {
+    use redis::AsyncCommands;
+    let concurrency = infra.settings.worker_concurrency;
+    for i in 0..n {
+        let job = Noop {
+            effect_key: Some(format!("crash-{pid}-{i}")),
+            count_runs: true,
+            count_effects: true,
+            sleep_ms: Some(2),
+            lease_ms: Some(5_000),
+            ..Noop::new(i)
+        };
+        jobs::enqueue(infra, job).await?;
+    }
+    eprintln!("[jobs_bench] crash: enqueued {n} jobs; starting two worker processes");
+    let (mut a, ready_a) =
+        spawn_worker_with(infra.prefix(), 1, &[("JOB_BACKOFF_BASE_MS", "500"), ("JOB_BACKOFF_MAX_MS", "2000")])?;
+    let (mut b, ready_b) =
+        spawn_worker_with(infra.prefix(), 1, &[("JOB_BACKOFF_BASE_MS", "500"), ("JOB_BACKOFF_MAX_MS", "2000")])?;
+    for ready in [ready_a, ready_b] {
+        tokio::time::timeout(Duration::from_secs(30), ready).await.context("a worker did not start")??;
+    }
+    let start = Instant::now();
+    let done = |s: jobs::QueueStats| s.done + s.dead;
+    loop {
+        let s = jobs::stats(infra, "noop").await?;
+        if done(s) >= kill_at {
+            break;
+        }
+        if start.elapsed() > timeout {
+            bail!("only {} jobs done before the kill", done(s));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.start_kill()?; // SIGKILL
+    let killed_at = Instant::now();
+    let done_at_kill = done(jobs::stats(infra, "noop").await?);
+    let _ = a.wait().await;
+    eprintln!("[jobs_bench] crash: killed worker A with {done_at_kill} jobs done");
+    let stats = loop {
+        let s = jobs::stats(infra, "noop").await?;
+        if done(s) >= n || start.elapsed() > timeout {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let end = Instant::now();
+    drop(b.stdin.take());
+    if tokio::time::timeout(Duration::from_secs(30), b.wait()).await.is_err() {
+        let _ = b.kill().await;
+    }
+    let mut conn = infra.redis.clone();
+    let effects: std::collections::HashMap<u64, u64> = conn.hgetall(format!("{}:noop:effects", infra.prefix())).await?;
+    let runs: std::collections::HashMap<u64, u64> = conn.hgetall(format!("{}:noop:runs", infra.prefix())).await?;
+    let recorded = infra
+        .db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) FILTER (WHERE status = 'done') AS done FROM performed_effects WHERE idempotency_key LIKE $1",
+            [format!("crash-{pid}-%").into()],
+        ))
+        .await?
+        .map(|r| r.try_get::<i64>("", "done"))
+        .transpose()?
+        .unwrap_or(0);
+    let lost = (0..n).filter(|i| !effects.contains_key(i)).count() as u64;
+    let duplicated = effects.values().filter(|c| **c > 1).count() as u64;
+    let redelivered = runs.values().filter(|c| **c > 1).count() as u64;
+    let exec_s = (end - start).as_secs_f64();
+    let recovery_s = (end - killed_at).as_secs_f64();
+    eprintln!(
+        "[jobs_bench] crash: {} done, {} dead; lost {lost}, duplicated effects {duplicated}, redelivered {redelivered}; \
+         all done {recovery_s:.1} s after the kill",
+        stats.done, stats.dead
+    );
+    Ok(json!({
+        "jobs": n,
+        "worker_processes": 2,
+        "worker_concurrency": concurrency,
+        "done_at_kill": done_at_kill,
+        "done": stats.done,
+        "dead": stats.dead,
+        "effects_recorded": recorded,
+        "lost": lost + stats.dead,
+        "duplicated_effects": duplicated,
+        "redelivered": redelivered,
+        "exec_s": round3(exec_s),
+        "exec_jobs_per_sec": round1(n as f64 / exec_s),
+        "recovery_s": round3(recovery_s),
+        "errors": lost + duplicated + stats.dead,
+        "note": "effects are Redis counters incremented inside perform_once (an external, non-idempotent effect); \
+                 recovery_s = SIGKILL of worker A to the last job done (orphan timeout 15 s + effect lease 5 s)",
+    }))
 }
 
 async fn run_phase(
@@ -299,10 +431,20 @@ async fn run_phase(
 /// stdout lines (the tracing output goes to stdout) are copied to stderr, which also keeps the pipe
 /// drained.
 fn spawn_worker(prefix: &str, instances: usize) -> anyhow::Result<(Child, tokio::sync::oneshot::Receiver<()>)> {
+    spawn_worker_with(prefix, instances, &[])
+}
+
+/// [`spawn_worker`] with extra environment variables.
+fn spawn_worker_with(
+    prefix: &str,
+    instances: usize,
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Child, tokio::sync::oneshot::Receiver<()>)> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
         .arg("worker")
         .arg(instances.to_string())
+        .envs(env.iter().copied())
         .env("REDIS_PREFIX", prefix)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

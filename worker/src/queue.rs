@@ -59,6 +59,11 @@ pub struct QueueOptions {
     pub backoff_max: Duration,
     /// How often an idle worker looks for due jobs (the pickup latency of a new job).
     pub poll_interval: Duration,
+    /// apalis workers fetching for this queue in this process (at most `concurrency`). apalis-redis
+    /// fetches, acknowledges and heartbeats in one serial loop per worker, and each fetch is a Redis
+    /// round trip for one job (batch size 1, so no job waits in a busy worker's buffer while another
+    /// is idle); several fetchers share the concurrency slots and keep them fed under load.
+    pub fetchers: usize,
     /// Time running attempts get to finish once `stop` flips.
     pub grace: Duration,
 }
@@ -82,6 +87,7 @@ impl QueueOptions {
             backoff_base: Duration::from_secs(60),
             backoff_max: Duration::from_secs(8 * 60),
             poll_interval: Duration::from_millis(250),
+            fetchers: concurrency.div_ceil(8).clamp(1, 4),
             grace: Duration::from_secs(25),
         }
     }
@@ -181,7 +187,6 @@ pub async fn run_queue<J, F, Fut>(
         stop,
         _job: PhantomData,
     });
-    let mut stop = core.stop.clone();
     // Keep the due backlog small for apalis' fetch script (see `jobs::promote_due`).
     let promoter = {
         let (infra, every, mut stop) = (core.infra.clone(), core.opts.poll_interval, core.stop.clone());
@@ -198,14 +203,35 @@ pub async fn run_queue<J, F, Fut>(
         })
     };
     let _promoter = AbortOnDrop(promoter);
+    let fetchers = core.opts.fetchers.clamp(1, core.opts.concurrency);
+    let names: Vec<String> = match fetchers {
+        1 => vec![core.worker.clone()],
+        n => (0..n).map(|i| format!("{}.{i}", core.worker)).collect(),
+    };
+    futures_util::future::join_all(names.into_iter().enumerate().map(|(i, name)| fetch_loop(&core, name, i))).await;
+}
+
+/// One fetcher's life: an apalis worker under `name`, restarted after failures until `stop` flips.
+/// An apalis worker ends on any Redis error (a failed heartbeat or fetch), so it is restarted
+/// after a pause, under a new name because apalis-redis refuses a name seen in the last 15 s.
+async fn fetch_loop<J, F, Fut>(core: &Arc<Core<J, F>>, base: String, index: usize)
+where
+    J: Job,
+    F: Fn(Infra, J, JobCtx) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = shared::Result<()>> + Send + 'static,
+{
+    let stop = core.stop.clone();
+    // The first fetcher picks new work up quickly; the others only matter under load, when they
+    // fetch back to back without waiting for their (slower) idle poll.
+    let idle_poll = if index == 0 { core.opts.poll_interval } else { core.opts.poll_interval * 4 };
     let mut pause = Duration::from_secs(1);
     for incarnation in 0u32.. {
         let name = match incarnation {
-            0 => core.worker.clone(),
-            n => format!("{}~{n}", core.worker),
+            0 => base.clone(),
+            n => format!("{base}~{n}"),
         };
         tracing::info!(queue = J::QUEUE, worker = %name, "queue consumer started");
-        let outcome = run_worker(&core, name.clone()).await;
+        let outcome = run_worker(core, name.clone(), idle_poll).await;
         if is_stopped(&stop) {
             tracing::info!(queue = J::QUEUE, worker = %name, "queue consumer stopped");
             return;
@@ -216,6 +242,7 @@ pub async fn run_queue<J, F, Fut>(
                 tracing::error!(queue = J::QUEUE, worker = %name, error = %e, "queue consumer failed; restarting")
             }
         }
+        let mut stop = stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = stopped(&mut stop) => return,
@@ -232,7 +259,7 @@ const HELD_PER_SLOT: usize = 4;
 const RECORD_TTL_SECS: i64 = 7 * 24 * 3600;
 
 /// One apalis worker's life: runs until `stop` flips and in-flight attempts end (or `grace` passes).
-async fn run_worker<J, F, Fut>(core: &Arc<Core<J, F>>, name: String) -> Result<(), WorkerError>
+async fn run_worker<J, F, Fut>(core: &Arc<Core<J, F>>, name: String, poll: Duration) -> Result<(), WorkerError>
 where
     J: Job,
     F: Fn(Infra, J, JobCtx) -> Fut + Send + Sync + 'static,
@@ -240,7 +267,7 @@ where
 {
     let storage = RedisStorage::<Value>::new(core.infra.redis.clone())
         .with_config(jobs::config(core.infra.prefix(), J::QUEUE))
-        .poll_with_strategy(EveryInterval::new(core.opts.poll_interval));
+        .poll_with_strategy(EveryInterval::new(poll));
     let worker = WorkerBuilder::new(name.as_str()).backend(storage).build(Consumer::new(core.clone(), name));
     let mut signal = core.stop.clone();
     let run = worker.run_until(async move {
@@ -374,22 +401,19 @@ where
 
     async fn attempts(&self, task_id: &str, payload: Value, worker: &str) -> Ending {
         let key = format!("{}:attempts:{task_id}", jobs::namespace(self.infra.prefix(), J::QUEUE));
-        let mut record = Record::load(&self.infra, &key).await;
-        let mut stop = self.stop.clone();
-        loop {
-            let attempt = record.errors.len() as u32 + 1;
-            let job = match serde_json::from_value::<J>(payload.clone()) {
-                Ok(job) => job,
-                Err(e) => {
-                    record.errors.push((Utc::now(), format!("the payload is not a valid {} job: {e}", J::QUEUE)));
-                    return self.bury(task_id, payload, &key, record).await;
-                }
-            };
-            // Attempts interrupted by a dying worker may have used the budget up.
-            if attempt > self.opts.max_attempts.max(1) {
+        let job = match serde_json::from_value::<J>(payload.clone()) {
+            Ok(job) => job,
+            Err(e) => {
+                let mut record = Record::load(&self.infra, &key).await;
+                record.errors.push((Utc::now(), format!("the payload is not a valid {} job: {e}", J::QUEUE)));
                 return self.bury(task_id, payload, &key, record).await;
             }
-            if let Some(at) = record.retry_at {
+        };
+        let mut stop = self.stop.clone();
+        let mut record: Option<Record> = None;
+        loop {
+            // A retry due later waits without a slot (the record of an earlier delivery may say so).
+            if let Some(at) = record.as_ref().and_then(|r| r.retry_at) {
                 let wait = (at - Utc::now()).to_std().unwrap_or_default();
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -401,20 +425,34 @@ where
                 _ = stopped(&mut stop) => return Ending::HandedBack,
                 slot = self.slots.clone().acquire_owned() => slot,
             };
-            record.started = attempt;
-            record.save_started(&self.infra, &key).await;
+            // Counts the attempt before it runs (one round trip that also reads the record), so an
+            // attempt cut short by a dying worker is still counted on the next delivery.
+            let mut current = Record::begin_attempt(&self.infra, &key).await;
+            let attempt = current.started;
+            // Attempts interrupted by a dying worker may have used the budget up.
+            if attempt > self.opts.max_attempts.max(1) {
+                drop(slot);
+                return self.bury(task_id, payload, &key, current).await;
+            }
+            // First sight of this delivery's record: an earlier delivery may have scheduled a retry.
+            if record.is_none() && current.retry_at.is_some_and(|at| at > Utc::now()) {
+                drop(slot);
+                current.unstart(&self.infra, &key).await;
+                record = Some(current);
+                continue;
+            }
 
             let span =
                 tracing::info_span!("job", queue = J::QUEUE, task_id, attempt, broker_id = job.broker_id(), worker);
             let ctx = JobCtx { queue: J::QUEUE, task_id: task_id.to_string(), attempt, worker: worker.to_string() };
             let started = std::time::Instant::now();
-            let run = (self.handler)(self.infra.clone(), job, ctx);
+            let run = (self.handler)(self.infra.clone(), job.clone(), ctx);
             let outcome = AssertUnwindSafe(run).catch_unwind().instrument(span.clone()).await;
             drop(slot);
             let err = match outcome {
                 Ok(Ok(())) => {
                     span.in_scope(|| tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "job done"));
-                    record.clear(&self.infra, &key).await;
+                    Record::clear(&self.infra, &key).await;
                     return Ending::Done;
                 }
                 Ok(Err(e)) => e,
@@ -422,15 +460,16 @@ where
                     shared::Error::internal(anyhow::anyhow!("the handler panicked: {}", panic_message(&panic)))
                 }
             };
-            record.errors.push((Utc::now(), describe(&err)));
+            current.errors.push((Utc::now(), describe(&err)));
             if jobs::is_permanent(&err) || attempt >= self.opts.max_attempts {
                 span.in_scope(|| tracing::warn!(error = %describe(&err), "attempt failed; giving up"));
-                return self.bury(task_id, payload, &key, record).await;
+                return self.bury(task_id, payload, &key, current).await;
             }
             let wait = self.opts.backoff(task_id, attempt);
-            record.retry_at = chrono::Duration::from_std(wait).ok().map(|d| Utc::now() + d);
-            record.save_failure(&self.infra, &key).await;
+            current.retry_at = chrono::Duration::from_std(wait).ok().map(|d| Utc::now() + d);
+            current.save_failure(&self.infra, &key).await;
             span.in_scope(|| tracing::warn!(error = %describe(&err), retry_in_ms = wait.as_millis() as u64, "attempt failed; retrying"));
+            record = Some(current);
         }
     }
 
@@ -452,7 +491,7 @@ where
         if let Err(panic) = AssertUnwindSafe((self.dead_letter)(dead)).catch_unwind().await {
             tracing::error!(queue = J::QUEUE, task_id, panic = panic_message(&panic), "the dead-letter hook panicked");
         }
-        record.clear(&self.infra, key).await;
+        Record::clear(&self.infra, key).await;
         Ending::Dead(last)
     }
 }
@@ -499,17 +538,55 @@ impl Record {
             errors: errors.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default(),
             retry_at: retry_at.and_then(DateTime::from_timestamp_millis),
         };
-        while (record.errors.len() as u32) < record.started {
-            let n = record.errors.len() + 1;
-            record.errors.push((Utc::now(), format!("interrupted: the worker stopped or died during attempt {n}")));
-        }
+        record.pad_interrupted(record.started);
         record
     }
 
-    async fn save_started(&self, infra: &Infra, key: &str) {
+    /// Counts a new attempt and reads the record, in one round trip. `started` is then this
+    /// attempt's number; earlier attempts without a recorded error are recorded as interrupted.
+    async fn begin_attempt(infra: &Infra, key: &str) -> Self {
+        let mut conn = infra.redis.clone();
+        // (started, (errors, retry_at))
+        type Read = (u32, (Option<String>, Option<i64>));
+        let read: redis::RedisResult<Read> = redis::pipe()
+            .hincr(key, "started", 1)
+            .cmd("HMGET")
+            .arg(key)
+            .arg("errors")
+            .arg("retry_at")
+            .expire(key, RECORD_TTL_SECS)
+            .ignore()
+            .query_async(&mut conn)
+            .await;
+        let (started, (errors, retry_at)) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, key, "could not count the attempt; counting from here");
+                (1, (None, None))
+            }
+        };
+        let mut record = Self {
+            started,
+            errors: errors.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default(),
+            retry_at: retry_at.filter(|ms| *ms > 0).and_then(DateTime::from_timestamp_millis),
+        };
+        record.pad_interrupted(started.saturating_sub(1));
+        record
+    }
+
+    /// Takes back an attempt counted by [`Record::begin_attempt`] that did not run.
+    async fn unstart(&mut self, infra: &Infra, key: &str) {
+        self.started = self.started.saturating_sub(1);
         let mut pipe = redis::pipe();
-        pipe.hset(key, "started", self.started).ignore().expire(key, RECORD_TTL_SECS).ignore();
+        pipe.hincr(key, "started", -1).ignore();
         Self::write(infra, key, pipe).await;
+    }
+
+    fn pad_interrupted(&mut self, attempts: u32) {
+        while (self.errors.len() as u32) < attempts {
+            let n = self.errors.len() + 1;
+            self.errors.push((Utc::now(), format!("interrupted: the worker stopped or died during attempt {n}")));
+        }
     }
 
     async fn save_failure(&self, infra: &Infra, key: &str) {
@@ -523,7 +600,7 @@ impl Record {
         Self::write(infra, key, pipe).await;
     }
 
-    async fn clear(&self, infra: &Infra, key: &str) {
+    async fn clear(infra: &Infra, key: &str) {
         let mut pipe = redis::pipe();
         pipe.del(key).ignore();
         Self::write(infra, key, pipe).await;

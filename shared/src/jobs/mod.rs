@@ -38,7 +38,7 @@ use crate::infra::Infra;
 
 /// A job payload. Payloads carry ids only (never rows or secrets): the handler reloads what it needs,
 /// so a retry hours later sees current data.
-pub trait Job: Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
+pub trait Job: Clone + Serialize + DeserializeOwned + Send + Sync + Unpin + 'static {
     /// The queue's name, e.g. `llm_reply`. Stable: it is part of the Redis keys.
     const QUEUE: &'static str;
 
@@ -82,7 +82,9 @@ pub const MISSED_HEARTBEATS: usize = 3;
 ///   crashed worker's jobs run elsewhere);
 /// - batch size 1 (default 10: an idle worker would hoard ten jobs in its in-flight set while
 ///   other workers stay idle);
-/// - no pub/sub events (default on: a PUBLISH per task transition that nobody reads).
+/// - no pub/sub events (default on: a PUBLISH per task transition that nobody reads);
+/// - no task locks (default on: a second Lua script per job that only marks its metadata
+///   `Running`; the worker's in-flight set is what leases a job and what orphan recovery reads).
 pub fn config(prefix: &str, queue: &str) -> apalis_redis::Config {
     apalis_redis::Config::default()
         .queue(namespace(prefix, queue))
@@ -90,6 +92,7 @@ pub fn config(prefix: &str, queue: &str) -> apalis_redis::Config {
         .missed_heartbeats(MISSED_HEARTBEATS)
         .batch_size(1)
         .emit_events(false)
+        .lock_tasks(false)
 }
 
 /// Enqueues `job` to run as soon as a worker is free; returns its task id.

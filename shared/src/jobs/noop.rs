@@ -27,6 +27,10 @@ pub struct Noop {
     /// duplicate deliveries that the effect's idempotency key would hide.
     #[serde(default)]
     pub count_runs: bool,
+    /// Count each performance of the effect in the Redis hash `{prefix}:noop:effects` (field `id`):
+    /// an external, non-idempotent side effect, so a test sees any effect performed twice.
+    #[serde(default)]
+    pub count_effects: bool,
     /// Lease of the effect's claim in milliseconds (default 60 s): how long a claim left by a killed
     /// worker blocks a re-run.
     #[serde(default)]

@@ -5,13 +5,14 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use serde_json::json;
 use shared::Infra;
-use shared::effects::{Effect, perform_once};
+use shared::effects::{Effect, perform_once_checked};
 use shared::jobs::noop::Noop;
 
 use crate::queue::JobCtx;
 
 /// Optionally counts the run, sleeps, fails on purpose, then performs its effect once per
-/// idempotency key.
+/// idempotency key. With `count_effects` the effect is a counter in Redis, which a takeover of a dead
+/// holder's claim reads to learn whether the effect already happened.
 pub async fn run(infra: Infra, job: Noop, ctx: JobCtx) -> shared::Result<()> {
     if job.count_runs {
         let mut conn = infra.redis.clone();
@@ -32,7 +33,23 @@ pub async fn run(infra: Infra, job: Noop, ctx: JobCtx) -> shared::Result<()> {
         let effect = Effect { key, kind: "noop", broker_id: job.broker_id, lead_id: None };
         let holder = format!("{}/{}", ctx.worker, ctx.task_id);
         let lease = Duration::from_millis(job.lease_ms.unwrap_or(60_000));
-        perform_once(&infra.db, effect, &holder, lease, || async { Ok(json!({"id": job.id})) }).await?;
+        let effects_key = format!("{}:noop:effects", infra.prefix());
+        let check = || async {
+            if !job.count_effects {
+                return Ok(None);
+            }
+            let mut conn = infra.redis.clone();
+            let performed: Option<i64> = conn.hget(&effects_key, job.id).await?;
+            Ok(performed.filter(|n| *n > 0).map(|_| json!({"id": job.id})))
+        };
+        let perform = || async {
+            if job.count_effects {
+                let mut conn = infra.redis.clone();
+                let _: i64 = conn.hincr(&effects_key, job.id, 1).await?;
+            }
+            Ok(json!({"id": job.id}))
+        };
+        perform_once_checked(&infra.db, effect, &holder, lease, check, perform).await?;
     }
     Ok(())
 }
