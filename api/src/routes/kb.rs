@@ -277,6 +277,7 @@ impl KbApi {
     ///
     /// Same as `POST /api/v1/kb/search`, with `q` for the query (the reference service's path).
     #[oai(path = "/api/v1/kb/search", method = "get", operation_id = "kb_search_get")]
+    #[allow(clippy::too_many_arguments)]
     async fn search_get(
         &self,
         state: Data<&AppState>,

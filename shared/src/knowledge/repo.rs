@@ -117,46 +117,16 @@ pub async fn replace_chunks(
     Ok(())
 }
 
-/// Chunks the index is asked for before the best one per entry is kept.
-const CANDIDATES: i64 = 100;
-
-/// The entries of `broker_id` whose best chunk is closest to `vector`, among chunks of `provider` /
-/// `model` only: at most `search.top_k`, each with similarity ≥ `min_similarity`, best first.
-///
-/// The nearest chunks come from the HNSW index (`ORDER BY embedding <=> $1 LIMIT n`). A filtered
-/// approximate scan can run out of candidates before `n` rows pass the broker filter, so the
-/// search asks pgvector ≥ 0.8 for an iterative scan (`hnsw.iterative_scan`, which keeps walking
-/// the graph until enough rows pass) and re-sorts the candidates itself, since that scan may
-/// return them slightly out of order. Older pgvector ignores the setting (the `DO` block swallows
-/// its error) and gets the plain scan with a wider `ef_search`.
-pub async fn search(
-    db: &DatabaseConnection,
-    ctx: &Ctx,
-    broker_id: i64,
-    vector: Vec<f32>,
-    provider: &str,
-    model: &str,
-    search: &Search,
-    min_similarity: f64,
-) -> Result<Vec<SearchHit>> {
-    let broker_id = visible_broker(ctx, Some(broker_id))?.ok_or(Error::NotFound("Broker"))?;
-    let mut values: Vec<sea_orm::Value> = vec![
-        sea_orm::prelude::PgVector::from(vector).into(),
-        broker_id.into(),
-        provider.into(),
-        model.into(),
-        CANDIDATES.into(),
-        min_similarity.into(),
-        (search.top_k as i64).into(),
-    ];
-    let source_filter = match search.source_type {
-        Some(t) => {
-            values.push(t.as_str().into());
-            "AND c.entry_id IN (SELECT id FROM knowledge_base WHERE broker_id = $2 AND source_type = $8)"
-        }
-        None => "",
+/// The search statement. Parameters: `$1` query vector, `$2` broker, `$3` provider, `$4` model,
+/// `$5` candidate chunks, `$6` lowest similarity, `$7` results, and with `source_filter` `$8` the
+/// source type. Public so a test can check that its plan can use the HNSW index.
+pub fn search_sql(source_filter: bool) -> String {
+    let source_filter = if source_filter {
+        "AND c.entry_id IN (SELECT id FROM knowledge_base WHERE broker_id = $2 AND source_type = $8)"
+    } else {
+        ""
     };
-    let sql = format!(
+    format!(
         "WITH nearest AS MATERIALIZED ( \
              SELECT c.entry_id, c.chunk_index, c.content, c.embedding <=> $1 AS distance \
              FROM knowledge_chunks c \
@@ -173,17 +143,61 @@ pub async fn search(
          WHERE 1 - b.distance >= $6 \
          ORDER BY b.distance, e.id \
          LIMIT $7"
-    );
-    let txn = db.begin().await?;
-    txn.execute_unprepared(
-        "DO $$ BEGIN \
-             PERFORM set_config('hnsw.ef_search', '100', true); \
-             PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true); \
-         EXCEPTION WHEN OTHERS THEN \
-             PERFORM set_config('hnsw.ef_search', '100', true); \
-         END $$",
     )
-    .await?;
+}
+
+/// The HNSW scan settings of a search, local to its transaction: a wider `ef_search`, and on
+/// pgvector ≥ 0.8 the iterative scan (older versions reject the name; the block then keeps the rest).
+pub const SCAN_SETTINGS: &str = "DO $$ BEGIN \
+         PERFORM set_config('hnsw.ef_search', '100', true); \
+         PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true); \
+     EXCEPTION WHEN OTHERS THEN \
+         PERFORM set_config('hnsw.ef_search', '100', true); \
+     END $$";
+
+/// Chunks the index is asked for before the best one per entry is kept.
+const CANDIDATES: i64 = 100;
+
+/// A query's vector and the provider and model that made it (only their chunks are compared).
+pub struct QueryVector<'a> {
+    pub vector: Vec<f32>,
+    pub provider: &'a str,
+    pub model: &'a str,
+}
+
+/// The entries of `broker_id` whose best chunk is closest to `vector`, among chunks of the query's
+/// provider and model only: at most `search.top_k`, each with similarity ≥ `min_similarity`, best first.
+///
+/// The nearest chunks are `ORDER BY embedding <=> $1 LIMIT n` under the broker filter. The planner
+/// chooses: for a broker with few chunks, an exact scan of its rows (`(broker_id, provider, model)`
+/// btree, then a sort); for a large one, the HNSW index. A filtered approximate scan can run out of
+/// candidates before `n` rows pass the broker filter, so the search asks pgvector ≥ 0.8 for an
+/// iterative scan (which keeps walking the graph until enough rows pass) and re-sorts the
+/// candidates itself, since that scan may return them slightly out of order ([`SCAN_SETTINGS`]).
+pub async fn search(
+    db: &DatabaseConnection,
+    ctx: &Ctx,
+    broker_id: i64,
+    query: QueryVector<'_>,
+    search: &Search,
+    min_similarity: f64,
+) -> Result<Vec<SearchHit>> {
+    let broker_id = visible_broker(ctx, Some(broker_id))?.ok_or(Error::NotFound("Broker"))?;
+    let mut values: Vec<sea_orm::Value> = vec![
+        sea_orm::prelude::PgVector::from(query.vector).into(),
+        broker_id.into(),
+        query.provider.into(),
+        query.model.into(),
+        CANDIDATES.into(),
+        min_similarity.into(),
+        (search.top_k as i64).into(),
+    ];
+    if let Some(t) = search.source_type {
+        values.push(t.as_str().into());
+    }
+    let sql = search_sql(search.source_type.is_some());
+    let txn = db.begin().await?;
+    txn.execute_unprepared(SCAN_SETTINGS).await?;
     let mut hits = SearchHit::find_by_statement(Statement::from_sql_and_values(DbBackend::Postgres, &sql, values))
         .all(&txn)
         .await?;

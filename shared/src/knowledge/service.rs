@@ -270,9 +270,8 @@ pub async fn search(infra: &Infra, ctx: &Ctx, r: &SearchRequest) -> Result<Searc
         .await?
         .pop()
         .ok_or_else(|| Error::internal(anyhow::anyhow!("the embedder returned no vector")))?;
-    let hits =
-        repo::search(&infra.db, ctx, broker_id, vector, embedder.provider(), embedder.model(), &s, min_similarity)
-            .await?;
+    let query = repo::QueryVector { vector, provider: embedder.provider(), model: embedder.model() };
+    let hits = repo::search(&infra.db, ctx, broker_id, query, &s, min_similarity).await?;
     Ok(SearchOutcome { broker_id, query: s.query, hits })
 }
 

@@ -16,10 +16,9 @@ pub async fn run(infra: Infra, job: Embedding, ctx: JobCtx) -> shared::Result<()
     };
     // The same options `spawn_consumers` gives this queue.
     let max_attempts = QueueOptions::from_settings(&infra.settings).max_attempts;
-    if shared::jobs::is_permanent(&err) || ctx.attempt >= max_attempts {
-        if let Err(e) = service::mark_failed(&infra, &job, &err).await {
-            tracing::error!(error = %e, entry_id = job.entry_id, "could not mark an entry's embedding failed");
-        }
+    let last = shared::jobs::is_permanent(&err) || ctx.attempt >= max_attempts;
+    if last && let Err(e) = service::mark_failed(&infra, &job, &err).await {
+        tracing::error!(error = %e, entry_id = job.entry_id, "could not mark an entry's embedding failed");
     }
     Err(err)
 }
