@@ -6,7 +6,7 @@
 //! - [`ctx`]: `Ctx`, the caller's identity, passed first to every repository and service call.
 //! - [`db`]: pool set-up, database creation and constraint mapping.
 //! - [`entities`]: sea-orm entities of every table.
-//! - [`auth`], [`leads`], [`knowledge`], [`brokers`], [`audit`]: one module per feature (model, repo, service).
+//! - [`auth`], [`leads`], [`brokers`], [`audit`]: one module per feature (model, repo, service).
 //! - [`jobs`]: the queue contract (one module per queue); [`effects`]: idempotent side effects;
 //!   [`tasks`]: dead jobs.
 //! - [`integrations`]: clients of external providers, with circuit breakers.
