@@ -27,6 +27,7 @@ pub mod events;
 pub mod infra;
 pub mod integrations;
 pub mod jobs;
+pub mod knowledge;
 pub mod leads;
 pub mod pipeline;
 pub mod ratelimit;

@@ -8,6 +8,7 @@ mod breaker;
 mod brokers;
 mod crash;
 mod jobs;
+mod kb;
 mod leads;
 mod malformed;
 mod queue;

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod auth;
 pub mod brokers;
+pub mod kb;
 pub mod leads;
 pub mod tasks;
 pub mod utility;
@@ -19,6 +20,8 @@ pub enum ApiTags {
     Brokers,
     /// Users of a broker; ADMIN manages its own broker's
     BrokerUsers,
+    /// Knowledge base: entries, semantic search, re-embedding
+    KnowledgeBase,
     /// Platform administration: audit log
     Admin,
     /// Service information and health

@@ -9,5 +9,7 @@ pub mod broker_prompt_configs;
 pub mod brokers;
 pub mod chat_messages;
 pub mod dead_jobs;
+pub mod knowledge_base;
+pub mod knowledge_chunks;
 pub mod leads;
 pub mod users;

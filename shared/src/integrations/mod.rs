@@ -6,6 +6,7 @@
 //!   [`Error::Upstream`] (permanent for 4xx other than 408/429, transient otherwise; SPEC §15).
 
 pub mod breaker;
+pub mod embeddings;
 
 use std::sync::OnceLock;
 use std::time::Duration;

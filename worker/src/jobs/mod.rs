@@ -3,6 +3,7 @@
 //! per queue; a new job type adds its handler file and one line there.
 
 pub mod csv_import;
+pub mod embedding;
 pub mod noop;
 
 use shared::Infra;
@@ -24,6 +25,7 @@ pub fn spawn_consumers(
         spawn.queue(noop::run, opts.clone()),
         // Imports are long and database-heavy: two at a time per process.
         spawn.queue(csv_import::run, QueueOptions { concurrency: 2, ..opts.clone() }),
+        spawn.queue(embedding::run, opts.clone()),
     ]
 }
 

@@ -1,0 +1,209 @@
+//! Tenant-scoped knowledge-base queries. Every function takes the caller's `Ctx`; a SUPERADMIN
+//! reaches every broker only through an explicit `None` broker scope.
+
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Select, Set, Statement, TransactionTrait,
+};
+
+use super::model::{Search, SearchHit, SourceType};
+use crate::ctx::{Ctx, Role};
+use crate::entities::{knowledge_base, knowledge_chunks};
+use crate::error::{Error, Result};
+
+const NOT_FOUND: Error = Error::NotFound("Knowledge base entry");
+
+/// The broker whose entries the caller reaches: for SUPERADMIN the one it names, or every broker
+/// (`None`); for everybody else its own (naming another broker is 404).
+pub fn visible_broker(ctx: &Ctx, requested: Option<i64>) -> Result<Option<i64>> {
+    match (ctx.role, ctx.broker_id) {
+        (Role::Superadmin, _) => Ok(requested),
+        (_, Some(own)) if requested.is_none_or(|r| r == own) => Ok(Some(own)),
+        (_, Some(_)) => Err(Error::NotFound("Broker")),
+        (_, None) => Err(Error::forbidden("No broker is associated with this account")),
+    }
+}
+
+/// `knowledge_base` restricted to one broker, or to none for `None`.
+fn scoped(broker: Option<i64>) -> Select<knowledge_base::Entity> {
+    let q = knowledge_base::Entity::find();
+    match broker {
+        Some(b) => q.filter(knowledge_base::Column::BrokerId.eq(b)),
+        None => q,
+    }
+}
+
+/// The entry `id` if the caller may see it, else 404.
+pub async fn find_visible(db: &impl ConnectionTrait, ctx: &Ctx, id: i64) -> Result<knowledge_base::Model> {
+    scoped(visible_broker(ctx, None)?).filter(knowledge_base::Column::Id.eq(id)).one(db).await?.ok_or(NOT_FOUND)
+}
+
+/// Same as [`find_visible`], locking the row for the rest of the transaction.
+pub async fn lock_visible(db: &impl ConnectionTrait, ctx: &Ctx, id: i64) -> Result<knowledge_base::Model> {
+    scoped(visible_broker(ctx, None)?)
+        .filter(knowledge_base::Column::Id.eq(id))
+        .lock_exclusive()
+        .one(db)
+        .await?
+        .ok_or(NOT_FOUND)
+}
+
+/// Validated list filters.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub broker_id: Option<i64>,
+    pub source_type: Option<SourceType>,
+    /// Folded (lower-case, accent-free) text the title must contain.
+    pub search: Option<String>,
+    pub skip: u64,
+    pub limit: u64,
+}
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// One page of entries, newest first, and how many match.
+pub async fn list(db: &impl ConnectionTrait, ctx: &Ctx, f: &ListFilter) -> Result<(Vec<knowledge_base::Model>, u64)> {
+    let mut q = scoped(visible_broker(ctx, f.broker_id)?);
+    if let Some(t) = f.source_type {
+        q = q.filter(knowledge_base::Column::SourceType.eq(t.as_str()));
+    }
+    if let Some(needle) = &f.search {
+        q = q.filter(Expr::col(knowledge_base::Column::SearchText).like(format!("%{}%", like_escape(needle))));
+    }
+    let page = q.clone().order_by_desc(knowledge_base::Column::Id).offset(f.skip).limit(f.limit);
+    let (rows, total) = tokio::try_join!(page.all(db), q.count(db))?;
+    Ok((rows, total))
+}
+
+/// Removes an entry's chunks (its text changed: the old vectors no longer describe it).
+pub async fn delete_chunks(db: &impl ConnectionTrait, ctx: &Ctx, entry: &knowledge_base::Model) -> Result<()> {
+    visible_broker(ctx, Some(entry.broker_id))?;
+    knowledge_chunks::Entity::delete_many()
+        .filter(knowledge_chunks::Column::EntryId.eq(entry.id))
+        .filter(knowledge_chunks::Column::BrokerId.eq(entry.broker_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Replaces an entry's chunks with `chunks` (text and vector, in order), produced by `provider` /
+/// `model`. The caller holds the entry's row lock in the same transaction.
+pub async fn replace_chunks(
+    db: &impl ConnectionTrait,
+    ctx: &Ctx,
+    entry: &knowledge_base::Model,
+    chunks: Vec<(String, Vec<f32>)>,
+    provider: &str,
+    model: &str,
+) -> Result<()> {
+    delete_chunks(db, ctx, entry).await?;
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    let rows = chunks.into_iter().enumerate().map(|(i, (content, vector))| knowledge_chunks::ActiveModel {
+        entry_id: Set(entry.id),
+        broker_id: Set(entry.broker_id),
+        chunk_index: Set(i as i32),
+        content: Set(content),
+        embedding: Set(sea_orm::prelude::PgVector::from(vector)),
+        provider: Set(provider.to_string()),
+        model: Set(model.to_string()),
+        ..Default::default()
+    });
+    knowledge_chunks::Entity::insert_many(rows).exec(db).await?;
+    Ok(())
+}
+
+/// The search statement. Parameters: `$1` query vector, `$2` broker, `$3` provider, `$4` model,
+/// `$5` candidate chunks, `$6` lowest similarity, `$7` results, and with `source_filter` `$8` the
+/// source type. Public so a test can check that its plan can use the HNSW index.
+pub fn search_sql(source_filter: bool) -> String {
+    let source_filter = if source_filter {
+        "AND c.entry_id IN (SELECT id FROM knowledge_base WHERE broker_id = $2 AND source_type = $8)"
+    } else {
+        ""
+    };
+    format!(
+        "WITH nearest AS MATERIALIZED ( \
+             SELECT c.entry_id, c.chunk_index, c.content, c.embedding <=> $1 AS distance \
+             FROM knowledge_chunks c \
+             WHERE c.broker_id = $2 AND c.provider = $3 AND c.model = $4 {source_filter} \
+             ORDER BY c.embedding <=> $1 \
+             LIMIT $5 \
+         ), best AS ( \
+             SELECT DISTINCT ON (entry_id) entry_id, content, distance \
+             FROM nearest ORDER BY entry_id, distance, chunk_index \
+         ) \
+         SELECT e.id, e.title, e.content, e.source_type, e.metadata, b.content AS snippet, \
+                (1 - b.distance)::float8 AS similarity \
+         FROM best b JOIN knowledge_base e ON e.id = b.entry_id AND e.broker_id = $2 \
+         WHERE 1 - b.distance >= $6 \
+         ORDER BY b.distance, e.id \
+         LIMIT $7"
+    )
+}
+
+/// The HNSW scan settings of a search, local to its transaction: a wider `ef_search`, and on
+/// pgvector ≥ 0.8 the iterative scan (older versions reject the name; the block then keeps the rest).
+pub const SCAN_SETTINGS: &str = "DO $$ BEGIN \
+         PERFORM set_config('hnsw.ef_search', '100', true); \
+         PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true); \
+     EXCEPTION WHEN OTHERS THEN \
+         PERFORM set_config('hnsw.ef_search', '100', true); \
+     END $$";
+
+/// Chunks the index is asked for before the best one per entry is kept.
+const CANDIDATES: i64 = 100;
+
+/// A query's vector and the provider and model that made it (only their chunks are compared).
+pub struct QueryVector<'a> {
+    pub vector: Vec<f32>,
+    pub provider: &'a str,
+    pub model: &'a str,
+}
+
+/// The entries of `broker_id` whose best chunk is closest to `vector`, among chunks of the query's
+/// provider and model only: at most `search.top_k`, each with similarity ≥ `min_similarity`, best first.
+///
+/// The nearest chunks are `ORDER BY embedding <=> $1 LIMIT n` under the broker filter. The planner
+/// chooses: for a broker with few chunks, an exact scan of its rows (`(broker_id, provider, model)`
+/// btree, then a sort); for a large one, the HNSW index. A filtered approximate scan can run out of
+/// candidates before `n` rows pass the broker filter, so the search asks pgvector ≥ 0.8 for an
+/// iterative scan (which keeps walking the graph until enough rows pass) and re-sorts the
+/// candidates itself, since that scan may return them slightly out of order ([`SCAN_SETTINGS`]).
+pub async fn search(
+    db: &DatabaseConnection,
+    ctx: &Ctx,
+    broker_id: i64,
+    query: QueryVector<'_>,
+    search: &Search,
+    min_similarity: f64,
+) -> Result<Vec<SearchHit>> {
+    let broker_id = visible_broker(ctx, Some(broker_id))?.ok_or(Error::NotFound("Broker"))?;
+    let mut values: Vec<sea_orm::Value> = vec![
+        sea_orm::prelude::PgVector::from(query.vector).into(),
+        broker_id.into(),
+        query.provider.into(),
+        query.model.into(),
+        CANDIDATES.into(),
+        min_similarity.into(),
+        (search.top_k as i64).into(),
+    ];
+    if let Some(t) = search.source_type {
+        values.push(t.as_str().into());
+    }
+    let sql = search_sql(search.source_type.is_some());
+    let txn = db.begin().await?;
+    txn.execute_unprepared(SCAN_SETTINGS).await?;
+    let mut hits = SearchHit::find_by_statement(Statement::from_sql_and_values(DbBackend::Postgres, &sql, values))
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    for h in &mut hits {
+        h.similarity = (h.similarity * 10_000.0).round() / 10_000.0;
+    }
+    Ok(hits)
+}
