@@ -59,7 +59,7 @@ fn job_for(entry: &Value) -> Embedding {
 }
 
 fn job_ctx(attempt: u32) -> JobCtx {
-    JobCtx { queue: "embedding", task_id: format!("test-{attempt}"), attempt, worker: "test".into() }
+    JobCtx { queue: "embedding", task_id: format!("test-{attempt}"), attempt, worker: "test".into(), max_attempts: 5 }
 }
 
 /// Runs the embedding job handler for `job`, as the worker would on attempt `attempt`.

@@ -114,6 +114,16 @@ pub struct JobCtx {
     pub attempt: u32,
     /// The consuming worker's name (unique per live process and queue).
     pub worker: String,
+    /// The queue's attempt budget.
+    pub max_attempts: u32,
+}
+
+impl JobCtx {
+    /// Whether failing with `err` now ends the job (a permanent error, or the last attempt): the
+    /// moment for a handler to record the failure on its subject before the job is dead-lettered.
+    pub fn gives_up_on(&self, err: &shared::Error) -> bool {
+        jobs::is_permanent(err) || self.attempt >= self.max_attempts
+    }
 }
 
 /// A job the worker gave up on (recorded by the dead-letter hook).
@@ -444,7 +454,13 @@ where
 
             let span =
                 tracing::info_span!("job", queue = J::QUEUE, task_id, attempt, broker_id = job.broker_id(), worker);
-            let ctx = JobCtx { queue: J::QUEUE, task_id: task_id.to_string(), attempt, worker: worker.to_string() };
+            let ctx = JobCtx {
+                queue: J::QUEUE,
+                task_id: task_id.to_string(),
+                attempt,
+                worker: worker.to_string(),
+                max_attempts: self.opts.max_attempts,
+            };
             let started = std::time::Instant::now();
             let run = (self.handler)(self.infra.clone(), job.clone(), ctx);
             let outcome = AssertUnwindSafe(run).catch_unwind().instrument(span.clone()).await;

@@ -37,6 +37,17 @@ pub fn defaults() -> Vec<Schedule> {
             }),
         },
         Schedule {
+            // Entries left `pending` (an enqueue that failed after commit, or attempts all cut short
+            // by dying workers) get a new embedding job.
+            name: "requeue_stale_embeddings",
+            every: Duration::from_secs(300),
+            task: Arc::new(|infra: Infra, _tick: u64| {
+                Box::pin(async move {
+                    shared::knowledge::service::requeue_stale(&infra, Duration::from_secs(900)).await.map(|_| ())
+                })
+            }),
+        },
+        Schedule {
             name: "prune_import_uploads",
             every: Duration::from_secs(3600),
             task: Arc::new(|infra: Infra, _tick: u64| {

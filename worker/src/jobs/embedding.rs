@@ -4,7 +4,7 @@ use shared::Infra;
 use shared::jobs::embedding::Embedding;
 use shared::knowledge::service;
 
-use crate::queue::{JobCtx, QueueOptions};
+use crate::queue::JobCtx;
 
 /// Embeds the entry. When the failure will not be retried (a permanent error, or the last of the
 /// queue's attempts), the entry is marked `failed` with the error before the job is dead-lettered,
@@ -14,10 +14,9 @@ pub async fn run(infra: Infra, job: Embedding, ctx: JobCtx) -> shared::Result<()
         Ok(_) => return Ok(()),
         Err(e) => e,
     };
-    // The same options `spawn_consumers` gives this queue.
-    let max_attempts = QueueOptions::from_settings(&infra.settings).max_attempts;
-    let last = shared::jobs::is_permanent(&err) || ctx.attempt >= max_attempts;
-    if last && let Err(e) = service::mark_failed(&infra, &job, &err).await {
+    if ctx.gives_up_on(&err)
+        && let Err(e) = service::mark_failed(&infra, &job, &err).await
+    {
         tracing::error!(error = %e, entry_id = job.entry_id, "could not mark an entry's embedding failed");
     }
     Err(err)
