@@ -7,11 +7,13 @@
 //! - [`db`]: pool set-up, database creation and constraint mapping.
 //! - [`entities`]: sea-orm entities of every table.
 //! - [`auth`], [`leads`], [`brokers`], [`audit`]: one module per feature (model, repo, service).
+//! - [`chat`]: Sofía's conversation engine (pure rules: message extraction).
 //! - [`text`], [`crypto`], [`ratelimit`], [`events`], [`redis_conn`]: small shared tools.
 
 pub mod audit;
 pub mod auth;
 pub mod brokers;
+pub mod chat;
 pub mod config;
 pub mod crypto;
 pub mod ctx;

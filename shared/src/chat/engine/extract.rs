@@ -1,0 +1,5 @@
+//! WIP
+#![allow(dead_code)]
+mod contact;
+mod gazetteer;
+mod tokens;
