@@ -12,8 +12,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 mod contact;
+mod dicom;
 mod gazetteer;
 mod money;
+mod names;
+mod profile;
 mod tokens;
 
 /// What the extractor needs besides the text.

@@ -187,6 +187,8 @@ const REPLY_FILLERS: &[&str] =
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct PlaceMatch {
     pub name: &'static str,
+    /// The name is also an ordinary word or a person's name.
+    pub ambiguous: bool,
     /// Token span.
     pub start: usize,
     pub end: usize,
@@ -204,7 +206,7 @@ pub(super) fn find_places(tokens: &[Token], expecting: bool) -> Vec<PlaceMatch> 
             Some((place, end)) => {
                 let counts = !place.needs_cue || expecting || bare_reply || has_cue(tokens, i, end);
                 if counts {
-                    out.push(PlaceMatch { name: place.name, start: i, end });
+                    out.push(PlaceMatch { name: place.name, ambiguous: place.needs_cue, start: i, end });
                 }
                 i = end;
             }
