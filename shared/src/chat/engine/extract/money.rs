@@ -51,10 +51,10 @@ pub(super) struct Money {
 const INCOME_MIN: f64 = 100_000.0;
 const INCOME_MAX: f64 = 100_000_000.0;
 
-/// Reads every amount in the message and keeps the first of each role.
-/// `skip` marks tokens that belong to a phone or an email.
-pub(super) fn read_money(tokens: &[Token], skip: &[bool], expecting: &[Field]) -> Money {
-    let amounts = merge_ranges(tokens, find_amounts(tokens, skip));
+/// Reads every amount in the message and keeps the first of each role. Phones and emails are
+/// already masked out of `tokens`.
+pub(super) fn read_money(tokens: &[Token], expecting: &[Field]) -> Money {
+    let amounts = merge_ranges(tokens, find_amounts(tokens));
     let mut money = Money::default();
     let mut previous_end = 0;
     for amount in &amounts {
@@ -422,20 +422,16 @@ fn thousands_after(tokens: &[Token], j: usize) -> Option<(f64, usize)> {
     (value < 1_000_000.0).then_some((value, end))
 }
 
-fn find_amounts(tokens: &[Token], skip: &[bool]) -> Vec<Amount> {
+fn find_amounts(tokens: &[Token]) -> Vec<Amount> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
-        if skip.get(i).copied().unwrap_or(false) {
-            i += 1;
-            continue;
-        }
         match amount_at(tokens, i) {
-            Some(a) if (a.start..a.end).all(|k| !skip.get(k).copied().unwrap_or(false)) => {
+            Some(a) => {
                 i = a.end;
                 out.push(a);
             }
-            _ => i += 1,
+            None => i += 1,
         }
     }
     out
@@ -564,7 +560,9 @@ fn cue_word(tokens: &[Token], j: usize, amount_start: usize) -> Option<Role> {
     {
         return Some(Role::Budget);
     }
-    let priced_property = PROPERTY_WORDS.contains(&w)
+    // "busco algo de 120 millones" (but "gano algo de 800 mil" is an income).
+    let looked_for = w == "algo" && matches!(prev, Some("busco" | "buscamos" | "buscando" | "quiero" | "necesito"));
+    let priced_property = (PROPERTY_WORDS.contains(&w) || looked_for)
         && tokens.get(j + 1..amount_start).is_some_and(|between| {
             !between.is_empty() && between.iter().all(|b| PRICE_LINKS.contains(&b.folded.as_str()))
         });
@@ -660,8 +658,7 @@ mod tests {
     use super::*;
 
     fn money_with(text: &str, expecting: &[Field]) -> Money {
-        let tokens = tokenize(text);
-        read_money(&tokens, &vec![false; tokens.len()], expecting)
+        read_money(&tokenize(text), expecting)
     }
 
     fn money(text: &str) -> Money {
@@ -674,7 +671,7 @@ mod tests {
 
     fn first_amount(text: &str) -> Option<(f64, Option<Unit>)> {
         let tokens = tokenize(text);
-        let amounts = merge_ranges(&tokens, find_amounts(&tokens, &vec![false; tokens.len()]));
+        let amounts = merge_ranges(&tokens, find_amounts(&tokens));
         amounts.first().map(|a| (a.value, a.unit))
     }
 
@@ -808,6 +805,7 @@ mod tests {
             ("gano 800", None),
             ("gano 200 millones", None),
             ("gano 1000 dólares", None),
+            ("gano algo de 800 mil", Some(800_000)),
         ];
         for &(text, want) in cases {
             assert_eq!(income(text), want, "{text}");
@@ -846,6 +844,8 @@ mod tests {
             ("mi presupuesto es 4000", Some((4_000.0, Currency::Uf))),
             ("el precio máximo 150 millones", Some((150_000_000.0, Currency::Clp))),
             ("busco arriendo de 500 mil", Some((500_000.0, Currency::Clp))),
+            ("busco algo de 120 millones", Some((120_000_000.0, Currency::Clp))),
+            ("gano algo de 800 mil", None),
             ("entre 2.000 y 2.500 UF", Some((2_500.0, Currency::Uf))),
             ("de 2000 a 2500 UF", Some((2_500.0, Currency::Uf))),
             ("120 millones", None),

@@ -1,5 +1,4 @@
-//! One message as tokens (words, numbers, punctuation), each with its folded form and byte span,
-//! plus a tiny phrase matcher and the split into clauses that every other rule reads.
+//! One message as tokens (words, numbers, punctuation), each with its folded form, plus a tiny phrase matcher and the split into clauses that every other rule reads.
 
 use crate::text::fold;
 
@@ -17,9 +16,6 @@ pub(super) struct Token<'a> {
     /// Lower-case and accent-free ("Ñuñoa" → "nunoa").
     pub folded: String,
     pub kind: Kind,
-    /// Byte span in the message.
-    pub start: usize,
-    pub end: usize,
     /// White space separates this token from the previous one ("2 M" rather than "2M").
     pub spaced: bool,
 }
@@ -85,7 +81,7 @@ pub(super) fn tokenize(text: &str) -> Vec<Token<'_>> {
         };
         let (s, e) = (byte_at(start), byte_at(i));
         let raw = &text[s..e];
-        tokens.push(Token { raw, folded: fold(raw), kind, start: s, end: e, spaced });
+        tokens.push(Token { raw, folded: fold(raw), kind, spaced });
         spaced = false;
     }
     tokens
@@ -218,11 +214,6 @@ pub(super) fn clauses(tokens: &[Token]) -> Vec<Clause> {
         out.push(Clause { start, end: tokens.len(), question: clause_opened_by_question });
     }
     out
-}
-
-/// The clause that holds token `i`.
-pub(super) fn clause_of(clauses: &[Clause], i: usize) -> Option<Clause> {
-    clauses.iter().copied().find(|c| c.start <= i && i < c.end)
 }
 
 #[cfg(test)]
