@@ -162,7 +162,8 @@ fn day_at(tokens: &[Token], i: usize, today: NaiveDate) -> Option<(Day, usize)> 
     let w = folded(tokens, i)?;
     if w == "hoy" {
         // "hoy martes": the weekday repeats today.
-        let end = if tokens.get(i + 1).and_then(|t| weekday_of(&t.folded)) == Some(today.weekday()) { i + 2 } else { i + 1 };
+        let end =
+            if tokens.get(i + 1).and_then(|t| weekday_of(&t.folded)) == Some(today.weekday()) { i + 2 } else { i + 1 };
         return exact(today, end);
     }
     if let Some(end) = match_at(tokens, i, "pasado manana") {
@@ -183,9 +184,10 @@ fn day_at(tokens: &[Token], i: usize, today: NaiveDate) -> Option<(Day, usize)> 
 /// "el martes", "este martes", "el próximo martes", "el martes de la próxima semana",
 /// "la próxima semana el martes".
 fn weekday_at(tokens: &[Token], i: usize, today: NaiveDate) -> Option<(Day, usize)> {
-    let next_week_before = i >= 3 && words(tokens.get(i.saturating_sub(4)..i).unwrap_or_default()).windows(2).any(|w| {
-        matches!(w, ["proxima" | "otra", "semana"])
-    });
+    let next_week_before = i >= 3
+        && words(tokens.get(i.saturating_sub(4)..i).unwrap_or_default())
+            .windows(2)
+            .any(|w| matches!(w, ["proxima" | "otra", "semana"]));
     let weekday = weekday_of(folded(tokens, i)?)?;
     let prev = i.checked_sub(1).and_then(|p| folded(tokens, p));
     let mut end = i + 1;
@@ -269,9 +271,7 @@ fn hour_at(tokens: &[Token], i: usize) -> Option<(u32, usize, bool)> {
 /// ":30", "y media", "y cuarto", ".30" after an hour.
 fn minutes_at(tokens: &[Token], i: usize) -> Option<(u32, usize)> {
     let glued_colon = tokens.get(i).is_some_and(|t| t.is_punct(":") && !t.spaced);
-    if glued_colon
-        && let Some(m) = tokens.get(i + 1).filter(|t| t.raw.len() == 2 && !t.spaced).and_then(Token::int)
-    {
+    if glued_colon && let Some(m) = tokens.get(i + 1).filter(|t| t.raw.len() == 2 && !t.spaced).and_then(Token::int) {
         return (m < 60).then_some((m, i + 2));
     }
     if let Some(end) = match_at(tokens, i, "y media") {
@@ -360,7 +360,7 @@ fn time_at(tokens: &[Token], i: usize) -> Option<(NaiveTime, Option<Period>, usi
     if delay {
         return None;
     }
-    let time = clock(hour, minute, period, short_hour && !has_minutes || short_hour && minute != 0)?;
+    let time = clock(hour, minute, period, short_hour)?;
     Some((time, period, end))
 }
 
@@ -423,9 +423,35 @@ fn refuses(tokens: &[Token]) -> bool {
 }
 
 const ACCEPT_FIRST_WORDS: &[&str] = &[
-    "si", "sip", "dale", "ok", "okay", "oka", "okey", "perfecto", "perfect", "listo", "bueno", "genial", "excelente",
-    "confirmo", "confirmado", "claro", "va", "vale", "ya", "buenisimo", "super", "seguro", "obvio", "bkn", "bacan",
-    "agendame", "agendemos", "reservame", "hagamoslo",
+    "si",
+    "sip",
+    "dale",
+    "ok",
+    "okay",
+    "oka",
+    "okey",
+    "perfecto",
+    "perfect",
+    "listo",
+    "bueno",
+    "genial",
+    "excelente",
+    "confirmo",
+    "confirmado",
+    "claro",
+    "va",
+    "vale",
+    "ya",
+    "buenisimo",
+    "super",
+    "seguro",
+    "obvio",
+    "bkn",
+    "bacan",
+    "agendame",
+    "agendemos",
+    "reservame",
+    "hagamoslo",
 ];
 const ACCEPT_PHRASES: &[&str] = &[
     "me sirve",
@@ -464,7 +490,10 @@ fn ordinal_word(w: &str) -> Option<isize> {
 fn glued_ordinal(tokens: &[Token], i: usize) -> Option<(isize, usize)> {
     let n = tokens.get(i)?.int()?;
     let suffix = tokens.get(i + 1).filter(|t| !t.spaced)?;
-    let ordinal_suffix = matches!(suffix.folded.as_str(), "ra" | "era" | "er" | "da" | "do" | "ro" | "ta" | "to" | "a" | "o" | "°" | "º");
+    let ordinal_suffix = matches!(
+        suffix.folded.as_str(),
+        "ra" | "era" | "er" | "da" | "do" | "ro" | "ta" | "to" | "a" | "o" | "°" | "º"
+    );
     (ordinal_suffix && n >= 1).then(|| (n as isize - 1, i + 2))
 }
 
@@ -493,9 +522,8 @@ fn option_number(tokens: &[Token], i: usize) -> Option<(isize, usize)> {
 fn number_is_date_or_time(tokens: &[Token], end: usize) -> bool {
     let next = tokens.get(end);
     next.is_some_and(|t| t.is_punct("/") || t.is_punct(":") || t.is_punct("-"))
-        || match_at(tokens, end, "de|del").is_some_and(|e| {
-            folded(tokens, e).is_some_and(|w| month_of(w).is_some() || matches!(w, "la" | "mes"))
-        })
+        || match_at(tokens, end, "de|del")
+            .is_some_and(|e| folded(tokens, e).is_some_and(|w| month_of(w).is_some() || matches!(w, "la" | "mes")))
         || ["hrs|hr|h|hs|horas|am|pm", "y media|cuarto"].iter().any(|p| match_at(tokens, end, p).is_some())
 }
 
@@ -526,7 +554,8 @@ pub(super) fn ordinal_choice(tokens: &[Token], slots: usize) -> Option<usize> {
             return resolve(k);
         }
         if matches!(folded(tokens, i), Some("opcion" | "alternativa" | "numero" | "nro" | "n"))
-            && let Some((k, _)) = option_number(tokens, i + 1 + usize::from(match_at(tokens, i + 1, "numero|nro|n").is_some()))
+            && let Some((k, _)) =
+                option_number(tokens, i + 1 + usize::from(match_at(tokens, i + 1, "numero|nro|n").is_some()))
         {
             return resolve(k);
         }
@@ -706,7 +735,12 @@ mod tests {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()
     }
 
-    fn choice_with(text: &str, now: DateTime<Utc>, slots: &[DateTime<Utc>], expecting: &[Field]) -> Option<AppointmentChoice> {
+    fn choice_with(
+        text: &str,
+        now: DateTime<Utc>,
+        slots: &[DateTime<Utc>],
+        expecting: &[Field],
+    ) -> Option<AppointmentChoice> {
         let tokens = tokenize(text);
         let ctx = ExtractCtx { now, expecting, offered_slots: slots };
         appointment(&tokens, &clauses(&tokens), &ctx)

@@ -98,7 +98,9 @@ fn first_match(tokens: &[Token], patterns: &[&str], check_negation: bool) -> Opt
 /// "mi esposa tiene DICOM": the family member it is about, if the clause is about one.
 fn about_family<'t>(tokens: &'t [Token]) -> Option<&'t Token<'t>> {
     tokens.windows(2).find_map(|w| match w {
-        [possessive, who] if matches!(possessive.folded.as_str(), "mi" | "su") && FAMILY.contains(&who.folded.as_str()) => {
+        [possessive, who]
+            if matches!(possessive.folded.as_str(), "mi" | "su") && FAMILY.contains(&who.folded.as_str()) =>
+        {
             Some(who)
         }
         _ => None,
@@ -108,7 +110,12 @@ fn about_family<'t>(tokens: &'t [Token]) -> Option<&'t Token<'t>> {
 fn mentions_dicom(tokens: &[Token]) -> bool {
     tokens.iter().any(|t| {
         let w = t.folded.as_str();
-        w == "dicom" || w == "boletin" || w == "mora" || w.starts_with("deuda") || w.starts_with("moros") || w == "equifax"
+        w == "dicom"
+            || w == "boletin"
+            || w == "mora"
+            || w.starts_with("deuda")
+            || w.starts_with("moros")
+            || w == "equifax"
     })
 }
 
@@ -175,10 +182,30 @@ const BARE_CLEAN: &[&str] = &[
     "afortunadamente no",
     "por suerte no",
 ];
-const BARE_DEBT: &[&str] =
-    &["si", "sip", "si tengo", "tengo", "si estoy", "afirmativo", "lamentablemente si", "si lamentablemente", "si tengo una"];
-const BARE_UNKNOWN: &[&str] =
-    &["no se", "no lo se", "ni idea", "no estoy seguro", "no estoy segura", "no tengo idea", "tal vez", "puede ser", "creo que si", "creo que no", "quizas"];
+const BARE_DEBT: &[&str] = &[
+    "si",
+    "sip",
+    "si tengo",
+    "tengo",
+    "si estoy",
+    "afirmativo",
+    "lamentablemente si",
+    "si lamentablemente",
+    "si tengo una",
+];
+const BARE_UNKNOWN: &[&str] = &[
+    "no se",
+    "no lo se",
+    "ni idea",
+    "no estoy seguro",
+    "no estoy segura",
+    "no tengo idea",
+    "tal vez",
+    "puede ser",
+    "creo que si",
+    "creo que no",
+    "quizas",
+];
 
 /// A reply that is only "no", "sí" or "no sé" (punctuation and "gracias" aside).
 fn bare_answer(tokens: &[Token]) -> Option<DicomStatus> {
@@ -302,8 +329,11 @@ mod tests {
 
     #[test]
     fn unknown_statements() {
-        for text in ["No sé si tengo DICOM, nunca lo he revisado", "no sé si estoy en dicom", "ni idea si tengo deudas en dicom"]
-        {
+        for text in [
+            "No sé si tengo DICOM, nunca lo he revisado",
+            "no sé si estoy en dicom",
+            "ni idea si tengo deudas en dicom",
+        ] {
             assert_eq!(status(text), Some(Unknown), "{text}");
         }
     }
@@ -320,7 +350,9 @@ mod tests {
 
     #[test]
     fn questions_about_dicom_state_nothing() {
-        for text in ["¿Qué es el DICOM exactamente?", "¿Necesito DICOM limpio para comprar?", "qué pasa si tengo dicom?"] {
+        for text in
+            ["¿Qué es el DICOM exactamente?", "¿Necesito DICOM limpio para comprar?", "qué pasa si tengo dicom?"]
+        {
             let d = read(text, true);
             assert_eq!(d.status, None, "{text}");
             assert!(d.mentioned, "{text}");

@@ -174,15 +174,18 @@ pub(super) const PLACES: &[Place] = &[
 ];
 
 /// Real words one letter away from a comuna ("porque" / Pirque): never read as typos.
-const NOT_TYPOS: &[&str] = &["porque", "parque", "parques", "providencial", "frutilla", "frutillas", "condon", "calamar"];
+const NOT_TYPOS: &[&str] =
+    &["porque", "parque", "parques", "providencial", "frutilla", "frutillas", "condon", "calamar"];
 
 /// Words that make the next name a place: "en La Reina", "comuna de Colina", "soy de Renca".
 const PLACE_CUES: &[&str] = &["en", "comuna", "sector", "zona", "barrio", "por", "hacia", "desde", "cerca"];
-const PLACE_CUES_BEFORE_DE: &[&str] = &["comuna", "sector", "zona", "cerca", "soy", "somos", "lado", "barrio", "alrededores"];
+const PLACE_CUES_BEFORE_DE: &[&str] =
+    &["comuna", "sector", "zona", "cerca", "soy", "somos", "lado", "barrio", "alrededores"];
 
 /// Words a bare reply may carry around the place name ("en Renca", "la comuna de Renca porfa").
-const REPLY_FILLERS: &[&str] =
-    &["en", "la", "comuna", "de", "sector", "zona", "vivo", "soy", "somos", "yo", "porfa", "gracias", "hola", "y", "ok"];
+const REPLY_FILLERS: &[&str] = &[
+    "en", "la", "comuna", "de", "sector", "zona", "vivo", "soy", "somos", "yo", "porfa", "gracias", "hola", "y", "ok",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct PlaceMatch {
@@ -283,7 +286,7 @@ fn typo_match(tokens: &[Token], i: usize, form: &str) -> Option<(usize, usize)> 
                 continue;
             }
             match word_typo(g, w) {
-                Some(d) if !ARTICLES.contains(&w) => total += d,
+                Some(d) if !ARTICLES.contains(w) => total += d,
                 _ => ok = false,
             }
         }

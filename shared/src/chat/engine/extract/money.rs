@@ -118,7 +118,8 @@ fn take_budget(money: &mut Money, amount: &Amount) {
     }
     money.budget = Some((amount.value, currency));
     if amount.low.is_some() {
-        let written = Amount { unit: Some(if currency == Currency::Uf { Unit::Uf } else { Unit::Clp }), ..amount.clone() };
+        let written =
+            Amount { unit: Some(if currency == Currency::Uf { Unit::Uf } else { Unit::Clp }), ..amount.clone() };
         money.notes.push(format!("presupuesto entre {}", describe_range(&written)));
     }
 }
@@ -344,7 +345,9 @@ fn is_not_money_number(tokens: &[Token], i: usize) -> bool {
         || joined_to_number("/")
         || next.is_some_and(|t| t.is_punct("%"))
         || match_at(tokens, i + 1, "m2|mt2|mts|mts2|metros|m|km|cuadras").is_some_and(|_| {
-            next.is_some_and(|t| t.folded != "m" || (t.spaced && t.raw != "M") || tokens.get(i + 2).is_some_and(|n| n.raw == "2"))
+            next.is_some_and(|t| {
+                t.folded != "m" || (t.spaced && t.raw != "M") || tokens.get(i + 2).is_some_and(|n| n.raw == "2")
+            })
         })
 }
 
@@ -466,7 +469,7 @@ fn as_range(tokens: &[Token], a: &Amount, b: &Amount) -> Option<Amount> {
     let low = if a.multiplier == 1.0 && b.multiplier > 1.0 { a.value * b.multiplier } else { a.value };
     let unit = a.unit.or(b.unit);
     let same_unit = a.unit.is_none() || b.unit.is_none() || a.unit == b.unit;
-    (same_unit && low < b.value).then(|| Amount {
+    (same_unit && low < b.value).then_some(Amount {
         value: b.value,
         unit,
         multiplier: b.multiplier,
@@ -528,8 +531,23 @@ const PROPERTY_WORDS: &[&str] = &[
 ];
 
 /// Words a property and its price may have between them: "casa de unos 120 millones".
-const PRICE_LINKS: &[&str] =
-    &["de", "por", "en", "unos", "unas", "como", "aprox", "aproximadamente", "alrededor", "hasta", "entre", "sobre", "que", "cueste", "valga"];
+const PRICE_LINKS: &[&str] = &[
+    "de",
+    "por",
+    "en",
+    "unos",
+    "unas",
+    "como",
+    "aprox",
+    "aproximadamente",
+    "alrededor",
+    "hasta",
+    "entre",
+    "sobre",
+    "que",
+    "cueste",
+    "valga",
+];
 
 /// The cue a word gives to a later amount, nearest first.
 fn cue_word(tokens: &[Token], j: usize, amount_start: usize) -> Option<Role> {
@@ -543,7 +561,8 @@ fn cue_word(tokens: &[Token], j: usize, amount_start: usize) -> Option<Role> {
     {
         return Some(Role::Income);
     }
-    if is(&["debo", "debe", "debemos", "adeudo", "mora", "dicom", "boletin"]) || starts(&["deuda", "moros", "protest"]) {
+    if is(&["debo", "debe", "debemos", "adeudo", "mora", "dicom", "boletin"]) || starts(&["deuda", "moros", "protest"])
+    {
         return Some(Role::Debt);
     }
     if (w == "pie" && prev != Some("a")) || is(&["ahorre", "subsidio"]) || starts(&["ahorro", "ahorrad", "juntad"]) {
@@ -628,7 +647,7 @@ fn group_thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (k, c) in digits.chars().enumerate() {
-        if k > 0 && (digits.len() - k) % 3 == 0 {
+        if k > 0 && (digits.len() - k).is_multiple_of(3) {
             out.push('.');
         }
         out.push(c);

@@ -7,97 +7,75 @@ use super::gazetteer;
 use super::tokens::{Kind, Token, match_at};
 
 /// Words that end a name ("Gabriel y mi número…", "Juan Pérez de Maipú").
-const CUT_WORDS: &[&str] = &[
-    "y", "e", "o", "u", "mi", "mis", "numero", "nro", "telefono", "fono", "cel", "celular", "whatsapp", "wsp",
-    "correo", "email", "mail", "es", "el", "la", "los", "las", "lo", "de", "del", "al", "a", "con", "en", "por",
-    "para", "que", "pero", "tengo", "tenemos", "vivo", "vivimos", "busco", "buscamos", "buscando", "estoy",
-    "estamos", "quiero", "queremos", "quisiera", "necesito", "me", "te", "le", "les", "nos", "se", "su", "sus",
-    "tu", "tus", "un", "una", "unos", "unas", "desde", "aqui", "aca", "gracias", "hola", "porfa", "favor", "rut",
-    "edad", "anos", "trabajo", "trabajando", "soy", "somos", "interesa", "interesado", "interesada", "escribo",
-    "escribiendo", "contacto", "ahora", "hoy", "manana", "ya", "tambien", "pues", "bueno", "y/o", "ando", "vengo",
-    "llamo", "gano", "ganamos", "sueldo", "renta", "no", "si", "sin", "como", "cuando", "donde", "quien", "cual",
-    "ni", "muy", "mas", "solo", "vi", "vimos", "leí", "lei", "consulta", "consultar", "pregunta", "preguntar",
-    "info", "informacion", "depto", "departamento", "casa", "oficina", "terreno", "parcela", "propiedad",
-    "dicom", "hablo", "escribe", "habla", "saludos", "chao", "adios", "ok",
-];
+const CUT_WORDS: &str = "y e o u mi mis numero nro telefono fono cel celular whatsapp wsp correo email mail es el la los las \
+    lo de del al a con en por para que pero tengo tenemos vivo vivimos busco buscamos buscando estoy \
+    estamos quiero queremos quisiera necesito me te le les nos se su sus tu tus un una unos unas desde \
+    aqui aca gracias hola porfa favor rut edad anos trabajo trabajando soy somos interesa interesado \
+    interesada escribo escribiendo contacto ahora hoy manana ya tambien pues bueno ando vengo llamo \
+    gano ganamos sueldo renta no si sin como cuando donde quien cual ni muy mas solo vi vimos lei \
+    consulta consultar pregunta preguntar info informacion depto departamento casa oficina terreno \
+    parcela propiedad dicom hablo escribe habla saludos chao adios ok";
 
 /// First words that are greetings or fillers, never a name.
-const NOT_A_FIRST_WORD: &[&str] = &[
-    "hola", "ola", "holi", "holaa", "buenas", "buenos", "buen", "buena", "gracias", "si", "no", "ok", "okay",
-    "oka", "dale", "ya", "bueno", "claro", "perfecto", "listo", "genial", "excelente", "vale", "hey", "oye", "alo",
-    "saludos", "estimado", "estimada", "estimados", "disculpa", "disculpe", "perdon", "hi", "hello", "chao",
-    "adios", "nada", "ninguno", "ninguna", "quizas", "tal", "sip", "nop", "obvio", "exacto", "correcto", "mmm",
-    "ah", "oh", "eh", "jaja", "jajaja", "wena", "wenas", "muchas", "mucho", "mil", "super", "feliz", "yo",
-    "usted", "ustedes", "nosotros", "aca", "aqui", "tienen", "hay", "quiero", "busco", "necesito", "me", "mi",
-    "tengo", "estoy", "puedo", "cuanto", "cuando", "donde", "que", "como", "cual", "quien", "porque", "pero",
-    "igual", "tambien", "favor", "porfa", "consulta", "pregunta", "info", "informacion", "interesado",
-    "interesada", "mañana", "manana", "hoy", "ahora", "despues", "luego", "pronto", "entonces", "primero",
-    "segundo", "tercero", "primera", "segunda", "tercera", "ultima", "ultimo", "opcion", "cualquiera",
-];
+const NOT_A_FIRST_WORD: &str = "hola ola holi holaa buenas buenos buen buena gracias si no ok okay oka dale ya bueno claro perfecto \
+    listo genial excelente vale hey oye alo saludos estimado estimada estimados disculpa disculpe \
+    perdon hi hello chao adios nada ninguno ninguna quizas tal sip nop obvio exacto correcto mmm ah oh \
+    eh jaja jajaja wena wenas muchas mucho mil super feliz yo usted ustedes nosotros aca aqui tienen \
+    hay quiero busco necesito me mi tengo estoy puedo cuanto cuando donde que como cual quien porque \
+    pero igual tambien favor porfa consulta pregunta info informacion interesado interesada mañana \
+    manana hoy ahora despues luego pronto entonces primero segundo tercero primera segunda tercera \
+    ultima ultimo opcion cualquiera";
 
 /// What follows "soy" when it is not a name: a trait, a job, a nationality, a role.
-const NOT_NAMES: &[&str] = &[
-    "independiente", "independientes", "dependiente", "casado", "casada", "soltero", "soltera", "viudo", "viuda",
-    "divorciado", "divorciada", "separado", "separada", "conviviente", "chileno", "chilena", "extranjero",
-    "extranjera", "venezolano", "venezolana", "peruano", "peruana", "colombiano", "colombiana", "argentino",
-    "argentina", "haitiano", "haitiana", "boliviano", "boliviana", "ecuatoriano", "ecuatoriana", "dominicano",
-    "dominicana", "cubano", "cubana", "nuevo", "nueva", "cliente", "clienta", "dueno", "duena", "propietario",
-    "propietaria", "arrendatario", "arrendataria", "trabajador", "trabajadora", "empleado", "empleada",
-    "funcionario", "funcionaria", "profesor", "profesora", "profe", "ingeniero", "ingeniera", "medico", "medica",
-    "doctor", "doctora", "enfermero", "enfermera", "abogado", "abogada", "contador", "contadora", "estudiante",
-    "jubilado", "jubilada", "pensionado", "pensionada", "emprendedor", "emprendedora", "comerciante", "vendedor",
-    "vendedora", "corredor", "corredora", "agente", "ejecutivo", "ejecutiva", "cesante", "mama", "papa", "madre",
-    "padre", "hijo", "hija", "esposo", "esposa", "yo", "uno", "quien", "mayor", "menor", "joven", "primerizo",
-    "primeriza", "inversionista", "inversor", "inversora", "arquitecto", "arquitecta", "tecnico", "tecnica",
-    "conductor", "conductora", "chofer", "carabinero", "militar", "policia", "honorarios", "pyme",
-    "microempresario", "microempresaria", "empresario", "empresaria", "socio", "socia", "administrador",
-    "administradora", "asesor", "asesora", "operario", "operaria", "obrero", "obrera", "dentista", "psicologo",
-    "psicologa", "periodista", "disenador", "disenadora", "programador", "programadora", "analista",
-    "informatico", "informatica", "gerente", "jefe", "jefa", "bombero", "guardia", "cocinero", "cocinera",
-    "mecanico", "electricista", "maestro", "maestra", "educador", "educadora", "parvularia", "kinesiologo",
-    "kinesiologa", "nutricionista", "matrona", "veterinario", "veterinaria", "alumno", "alumna", "capaz", "malo",
-    "mala", "bien", "mal", "asi", "eso", "esto", "este", "esta", "ese", "esa", "humano", "humana", "persona",
-    "real", "bot", "robot", "sofia", "asistente", "familia", "pareja", "novio", "novia", "pololo", "polola",
-    "hombre", "mujer", "senor", "senora", "senorita", "don", "dona", "sr", "sra", "mayor", "adulto", "adulta",
-    "feliz", "seria", "serio", "responsable", "puntual", "solvente", "funcionaria", "dependientes", "contratado",
-    "contratada", "indefinido", "honesto", "honesta", "sincero", "sincera", "interesado", "interesada",
-];
+const NOT_NAMES: &str = "independiente independientes dependiente casado casada soltero soltera viudo viuda divorciado \
+    divorciada separado separada conviviente chileno chilena extranjero extranjera venezolano \
+    venezolana peruano peruana colombiano colombiana argentino argentina haitiano haitiana boliviano \
+    boliviana ecuatoriano ecuatoriana dominicano dominicana cubano cubana nuevo nueva cliente clienta \
+    dueno duena propietario propietaria arrendatario arrendataria trabajador trabajadora empleado \
+    empleada funcionario funcionaria profesor profesora profe ingeniero ingeniera medico medica doctor \
+    doctora enfermero enfermera abogado abogada contador contadora estudiante jubilado jubilada \
+    pensionado pensionada emprendedor emprendedora comerciante vendedor vendedora corredor corredora \
+    agente ejecutivo ejecutiva cesante mama papa madre padre hijo hija esposo esposa yo uno quien mayor \
+    menor joven primerizo primeriza inversionista inversor inversora arquitecto arquitecta tecnico \
+    tecnica conductor conductora chofer carabinero militar policia honorarios pyme microempresario \
+    microempresaria empresario empresaria socio socia administrador administradora asesor asesora \
+    operario operaria obrero obrera dentista psicologo psicologa periodista disenador disenadora \
+    programador programadora analista informatico informatica gerente jefe jefa bombero guardia \
+    cocinero cocinera mecanico electricista maestro maestra educador educadora parvularia kinesiologo \
+    kinesiologa nutricionista matrona veterinario veterinaria alumno alumna capaz malo mala bien mal \
+    asi eso esto este esta ese esa humano humana persona real bot robot sofia asistente familia pareja \
+    novio novia pololo polola hombre mujer senor senora senorita don dona sr sra adulto adulta feliz \
+    seria serio responsable puntual solvente dependientes contratado contratada indefinido honesto \
+    honesta sincero sincera interesado interesada";
 
 /// Common Chilean first names: a lower-case "soy gabriel" or a leading "gabriel gonzalez," is a
 /// name when the first word is one of these.
-const GIVEN_NAMES: &[&str] = &[
-    "juan", "jose", "luis", "carlos", "jorge", "manuel", "francisco", "pedro", "miguel", "diego", "sebastian",
-    "matias", "nicolas", "felipe", "cristian", "christian", "rodrigo", "pablo", "andres", "alejandro", "javier",
-    "daniel", "fernando", "ricardo", "patricio", "gonzalo", "claudio", "mauricio", "eduardo", "sergio", "hector",
-    "victor", "raul", "roberto", "marcelo", "oscar", "alberto", "mario", "hugo", "rafael", "ignacio", "tomas",
-    "benjamin", "vicente", "martin", "agustin", "joaquin", "maximiliano", "lucas", "gabriel", "samuel", "david",
-    "cristobal", "alvaro", "esteban", "emilio", "enrique", "arturo", "rene", "osvaldo", "guillermo", "julio",
-    "cesar", "ivan", "hernan", "gustavo", "leonardo", "marco", "marcos", "antonio", "ramon", "alfredo", "alexis",
-    "felix", "fabian", "franco", "bastian", "damian", "gaspar", "leon", "simon", "thomas", "mateo", "angel",
-    "bruno", "camilo", "erick", "eric", "kevin", "brian", "jaime", "nelson", "luciano", "renato", "rolando",
-    "rodolfo", "ruben", "omar", "orlando", "pascual", "ariel", "boris", "cristopher", "elias", "isaac", "jesus",
-    "jonathan", "josue", "moises", "nestor", "octavio", "reinaldo", "waldo", "wilson", "yerko", "alonso",
-    "alex", "axel", "dante", "emiliano", "facundo", "gerardo", "german", "gilberto", "humberto", "ismael",
-    "jeremias", "leandro", "lorenzo", "mariano", "nibaldo", "patrick", "ulises", "william", "ximeno",
-    "maria", "ana", "carmen", "rosa", "francisca", "catalina", "javiera", "constanza", "camila", "valentina",
-    "fernanda", "daniela", "carolina", "paula", "andrea", "claudia", "patricia", "veronica", "marcela",
-    "alejandra", "gabriela", "natalia", "sofia", "isidora", "antonia", "florencia", "josefa", "martina",
-    "agustina", "emilia", "trinidad", "amanda", "barbara", "monica", "sandra", "silvia", "lorena", "paola",
-    "pamela", "karina", "karen", "katherine", "jessica", "ximena", "cecilia", "gloria", "teresa", "isabel",
-    "elena", "beatriz", "margarita", "pilar", "soledad", "macarena", "loreto", "fabiola", "viviana", "angela",
-    "angelica", "jacqueline", "jeannette", "marta", "luz", "alicia", "susana", "ingrid", "tamara", "nicole",
-    "denisse", "romina", "belen", "ignacia", "consuelo", "magdalena", "matilda", "maite", "mariana", "adriana",
-    "lucia", "luisa", "julia", "juana", "pia", "rocio", "yasna", "yesenia", "maribel", "marisol", "miriam",
-    "nancy", "norma", "olga", "raquel", "ruth", "sara", "sonia", "tania", "vanessa", "violeta", "zoe",
-    "elizabeth", "erika", "evelyn", "fresia", "graciela", "hilda", "irene", "ivonne", "jimena", "laura", "leslie",
-    "lidia", "lilian", "liliana", "mireya", "nora", "priscila", "rebeca", "regina", "rosario", "sabina",
-    "ursula", "valeria", "vania", "yolanda", "amelia", "emma", "isabella", "julieta", "renata", "carla",
-    "karla", "paulina", "cristina", "marisa", "noemi", "estela", "eugenia", "francesca", "josefina", "mercedes",
-    "dominga", "colomba", "ester", "esther",
-];
+const GIVEN_NAMES: &str = "juan jose luis carlos jorge manuel francisco pedro miguel diego sebastian matias nicolas felipe \
+    cristian christian rodrigo pablo andres alejandro javier daniel fernando ricardo patricio gonzalo \
+    claudio mauricio eduardo sergio hector victor raul roberto marcelo oscar alberto mario hugo rafael \
+    ignacio tomas benjamin vicente martin agustin joaquin maximiliano lucas gabriel samuel david \
+    cristobal alvaro esteban emilio enrique arturo rene osvaldo guillermo julio cesar ivan hernan \
+    gustavo leonardo marco marcos antonio ramon alfredo alexis felix fabian franco bastian damian \
+    gaspar leon simon thomas mateo angel bruno camilo erick eric kevin brian jaime nelson luciano \
+    renato rolando rodolfo ruben omar orlando pascual ariel boris cristopher elias isaac jesus jonathan \
+    josue moises nestor octavio reinaldo waldo wilson yerko alonso alex axel dante emiliano facundo \
+    gerardo german gilberto humberto ismael jeremias leandro lorenzo mariano nibaldo patrick ulises \
+    william ximeno maria ana carmen rosa francisca catalina javiera constanza camila valentina fernanda \
+    daniela carolina paula andrea claudia patricia veronica marcela alejandra gabriela natalia sofia \
+    isidora antonia florencia josefa martina agustina emilia trinidad amanda barbara monica sandra \
+    silvia lorena paola pamela karina karen katherine jessica ximena cecilia gloria teresa isabel elena \
+    beatriz margarita pilar soledad macarena loreto fabiola viviana angela angelica jacqueline \
+    jeannette marta luz alicia susana ingrid tamara nicole denisse romina belen ignacia consuelo \
+    magdalena matilda maite mariana adriana lucia luisa julia juana pia rocio yasna yesenia maribel \
+    marisol miriam nancy norma olga raquel ruth sara sonia tania vanessa violeta zoe elizabeth erika \
+    evelyn fresia graciela hilda irene ivonne jimena laura leslie lidia lilian liliana mireya nora \
+    priscila rebeca regina rosario sabina ursula valeria vania yolanda amelia emma isabella julieta \
+    renata carla karla paulina cristina marisa noemi estela eugenia francesca josefina mercedes dominga \
+    colomba ester esther";
 
-fn in_list(list: &[&str], w: &str) -> bool {
-    list.contains(&w)
+/// The lists above are words separated by white space.
+fn in_list(list: &str, w: &str) -> bool {
+    list.split_whitespace().any(|x| x == w)
 }
 
 /// How the name was introduced: explicit triggers accept any name-like words.
@@ -206,10 +184,7 @@ fn skip_greeting(tokens: &[Token]) -> usize {
     let greetings =
         ["hola", "buenas tardes|noches|dias", "buenos dias|tardes", "buen dia", "buenas", "wenas", "saludos", "holi"];
     let mut i = 0;
-    loop {
-        let Some(end) = greetings.iter().find_map(|p| match_at(tokens, i, p)) else {
-            break;
-        };
+    while let Some(end) = greetings.iter().find_map(|p| match_at(tokens, i, p)) {
         i = end;
         while tokens.get(i).is_some_and(|t| t.kind == Kind::Punct && matches!(t.raw, "," | "!" | "." | "¡")) {
             i += 1;

@@ -11,7 +11,9 @@ fn type_of_word(w: &str) -> Option<PropertyType> {
         | "departamentito" | "monoambiente" | "monoambientes" | "loft" => PropertyType::Departamento,
         "casa" | "casas" | "casita" | "casitas" => PropertyType::Casa,
         "oficina" | "oficinas" => PropertyType::Oficina,
-        "terreno" | "terrenos" | "parcela" | "parcelas" | "sitio" | "sitios" | "lote" | "lotes" => PropertyType::Terreno,
+        "terreno" | "terrenos" | "parcela" | "parcelas" | "sitio" | "sitios" | "lote" | "lotes" => {
+            PropertyType::Terreno
+        }
         _ => return None,
     };
     Some(t)
@@ -25,11 +27,13 @@ fn is_not_a_wish(tokens: &[Token], i: usize) -> bool {
     let prev2 = word(i.checked_sub(2));
     let next = word(Some(i + 1));
     let this = word(Some(i)).unwrap_or_default();
-    let possessive = matches!(prev, Some("mi" | "mis" | "tu" | "tus" | "su" | "sus" | "nuestra" | "nuestro" | "nuestras"));
+    let possessive =
+        matches!(prev, Some("mi" | "mis" | "tu" | "tus" | "su" | "sus" | "nuestra" | "nuestro" | "nuestras"));
     let at_place = matches!(prev, Some("en" | "de")) && matches!(this, "casa" | "oficina");
     let the_place = prev == Some("la") && matches!(prev2, Some("en" | "de" | "a" | "desde")) && this != "parcela";
     let the_office = prev == Some("la") && this == "oficina";
-    let website = matches!(this, "sitio" | "sitios") && (matches!(next, Some("web" | "de")) || matches!(prev, Some("el" | "este" | "ese")));
+    let website = matches!(this, "sitio" | "sitios")
+        && (matches!(next, Some("web" | "de")) || matches!(prev, Some("el" | "este" | "ese")));
     possessive || at_place || the_place || the_office || website || (this == "casa" && next == Some("matriz"))
 }
 
@@ -141,10 +145,9 @@ pub(super) fn bathrooms(tokens: &[Token]) -> Option<u8> {
 /// A bare count answering "¿cuántos dormitorios?": "2", "dos", "3 porfa".
 pub(super) fn bare_count(tokens: &[Token]) -> Option<u8> {
     let (n, end) = count_at(tokens, 0)?;
-    let rest_is_filler = tokens
-        .iter()
-        .skip(end)
-        .all(|t| t.kind == Kind::Punct || matches!(t.folded.as_str(), "porfa" | "por" | "favor" | "gracias" | "idealmente"));
+    let rest_is_filler = tokens.iter().skip(end).all(|t| {
+        t.kind == Kind::Punct || matches!(t.folded.as_str(), "porfa" | "por" | "favor" | "gracias" | "idealmente")
+    });
     (rest_is_filler && (1..=10).contains(&n)).then_some(n)
 }
 

@@ -59,8 +59,13 @@ const NEXT_MONTH: &[&str] = &[
     "en estas semanas",
 ];
 
-const WITHIN_MONTHS: &[&str] =
-    &["en unos meses", "en un par de meses", "en los proximos meses", "dentro de los proximos meses", "los proximos meses"];
+const WITHIN_MONTHS: &[&str] = &[
+    "en unos meses",
+    "en un par de meses",
+    "en los proximos meses",
+    "dentro de los proximos meses",
+    "los proximos meses",
+];
 
 /// "lo necesito ya", "quiero comprar ya": a clause that ends in "ya" after a wish.
 fn wants_it_now(tokens: &[Token], clauses: &[Clause]) -> bool {
@@ -96,7 +101,8 @@ fn delay_in<'t>(tokens: &'t [Token]) -> Option<(f64, &'t str)> {
             _ => return None,
         };
         let unit = tokens.get(end)?.folded.as_str();
-        matches!(unit, "mes" | "meses" | "semana" | "semanas" | "dia" | "dias" | "ano" | "anos").then_some((count, unit))
+        matches!(unit, "mes" | "meses" | "semana" | "semanas" | "dia" | "dias" | "ano" | "anos")
+            .then_some((count, unit))
     })
 }
 
@@ -143,19 +149,29 @@ pub(super) fn timeline(tokens: &[Token], clauses: &[Clause], today: NaiveDate) -
     None
 }
 
-const HUMAN_NOUNS: &str =
-    "persona|personas|humano|humana|ejecutivo|ejecutiva|asesor|asesora|agente|vendedor|vendedora|alguien|corredor|corredora|encargado|encargada";
+const HUMAN_NOUNS: &str = "persona|personas|humano|humana|ejecutivo|ejecutiva|asesor|asesora|agente|vendedor|vendedora|alguien|corredor|corredora|encargado|encargada";
 
 /// "quiero hablar con una persona", "un humano", "pásame con un ejecutivo", "no quiero hablar con
 /// un bot". A refusal ("no necesito hablar con un ejecutivo") does not count.
 pub(super) fn wants_human(tokens: &[Token]) -> bool {
-    let talk = format!("hablar|conversar|comunicarme|contactarme|atenderme|atienda|hable con? un|una|el|la|alguna|algun? {HUMAN_NOUNS}");
-    let hand_over = format!("pasame|paseme|pasenme|comunicame|comuniqueme|derivame|deriveme con? un|una|el|la? {HUMAN_NOUNS}");
+    let talk = format!(
+        "hablar|conversar|comunicarme|contactarme|atenderme|atienda|hable con? un|una|el|la|alguna|algun? {HUMAN_NOUNS}"
+    );
+    let hand_over =
+        format!("pasame|paseme|pasenme|comunicame|comuniqueme|derivame|deriveme con? un|una|el|la? {HUMAN_NOUNS}");
     let want = "quiero|necesito|prefiero|exijo un|una humano|humana|ejecutivo|ejecutiva|asesor|asesora|agente";
-    let asked = [talk.as_str(), hand_over.as_str(), want, "persona real|humana", "persona de verdad", "atencion humana|personalizada", "un|una humano|humana"]
-        .iter()
-        .filter_map(|p| find(tokens, p))
-        .any(|(start, _)| !refused_before(tokens, start));
+    let asked = [
+        talk.as_str(),
+        hand_over.as_str(),
+        want,
+        "persona real|humana",
+        "persona de verdad",
+        "atencion humana|personalizada",
+        "un|una humano|humana",
+    ]
+    .iter()
+    .filter_map(|p| find(tokens, p))
+    .any(|(start, _)| !refused_before(tokens, start));
     let not_a_bot = has(tokens, "no quiero hablar|conversar con un|una? bot|robot|maquina|ia|computador");
     asked || not_a_bot
 }
@@ -195,12 +211,16 @@ fn not_interested(tokens: &[Token]) -> bool {
 /// A whole message that is only "baja", "stop", "basta", "unsubscribe".
 fn bare_stop(tokens: &[Token]) -> bool {
     let said: Vec<&str> = tokens.iter().filter(|t| t.kind != Kind::Punct).map(|t| t.folded.as_str()).collect();
-    matches!(said.as_slice(), ["baja"] | ["stop"] | ["basta"] | ["unsubscribe"] | ["cancelar"] | ["no", "gracias"] | ["basta", "ya"])
+    matches!(
+        said.as_slice(),
+        ["baja"] | ["stop"] | ["basta"] | ["unsubscribe"] | ["cancelar"] | ["no", "gracias"] | ["basta", "ya"]
+    )
 }
 
 /// "prefiero que no me llamen, escríbanme": the lead changes channel, not opts out.
 pub(super) fn prefers_writing(tokens: &[Token]) -> bool {
-    has(tokens, "no me llamen|llames|llame") && has_any(tokens, &["escrib*", "whatsapp|wsp|correo|mail|email|mensaje|mensajes", "mejor"])
+    has(tokens, "no me llamen|llames|llame")
+        && has_any(tokens, &["escrib*", "whatsapp|wsp|correo|mail|email|mensaje|mensajes", "mejor"])
 }
 
 pub(super) fn opt_out(tokens: &[Token]) -> bool {
@@ -208,9 +228,8 @@ pub(super) fn opt_out(tokens: &[Token]) -> bool {
     asked || not_interested(tokens) || bare_stop(tokens) || has(tokens, "ya no me interesa")
 }
 
-const INTERROGATIVES: &[&str] = &[
-    "qué", "cómo", "cuándo", "dónde", "cuál", "cuáles", "quién", "quiénes", "cuánto", "cuánta", "cuántos", "cuántas",
-];
+const INTERROGATIVES: &[&str] =
+    &["qué", "cómo", "cuándo", "dónde", "cuál", "cuáles", "quién", "quiénes", "cuánto", "cuánta", "cuántos", "cuántas"];
 
 const QUESTION_OPENINGS: &[&str] = &[
     "cuanto|cuanta|cuantos|cuantas",
@@ -236,8 +255,9 @@ const QUESTION_OPENINGS: &[&str] = &[
 /// Index past a leading greeting ("hola,", "buenas tardes,").
 fn after_greeting(tokens: &[Token]) -> usize {
     let mut i = 0;
-    while let Some(end) =
-        ["buenos|buenas dias|tardes|noches", "buen dia", "hola|holi|buenas|wena|wenas|saludos"].iter().find_map(|p| match_at(tokens, i, p))
+    while let Some(end) = ["buenos|buenas dias|tardes|noches", "buen dia", "hola|holi|buenas|wena|wenas|saludos"]
+        .iter()
+        .find_map(|p| match_at(tokens, i, p))
     {
         i = end;
         while tokens.get(i).is_some_and(|t| t.kind == Kind::Punct && matches!(t.raw, "," | "!" | "." | "¡")) {
@@ -263,10 +283,9 @@ pub(super) fn question(tokens: &[Token]) -> bool {
 
 /// Credit, mortgage, down payment, DICOM, subsidy or income requirements.
 pub(super) fn talks_about_financing(tokens: &[Token]) -> bool {
-    let pie = tokens
-        .iter()
-        .enumerate()
-        .any(|(i, t)| t.folded == "pie" && i.checked_sub(1).and_then(|p| tokens.get(p)).is_none_or(|p| p.folded != "a"));
+    let pie = tokens.iter().enumerate().any(|(i, t)| {
+        t.folded == "pie" && i.checked_sub(1).and_then(|p| tokens.get(p)).is_none_or(|p| p.folded != "a")
+    });
     pie || has_any(
         tokens,
         &[

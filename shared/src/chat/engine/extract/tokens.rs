@@ -65,9 +65,8 @@ pub(super) fn tokenize(text: &str) -> Vec<Token<'_>> {
             Kind::Word
         } else if c.is_ascii_digit() {
             while let Some(&(_, c)) = chars.get(i) {
-                let inner_separator = matches!(c, '.' | ',')
-                    && i > start
-                    && chars.get(i + 1).is_some_and(|&(_, n)| n.is_ascii_digit());
+                let inner_separator =
+                    matches!(c, '.' | ',') && i > start && chars.get(i + 1).is_some_and(|&(_, n)| n.is_ascii_digit());
                 if c.is_ascii_digit() || inner_separator {
                     i += 1;
                 } else {
