@@ -270,7 +270,8 @@ pub fn extract(text: &str, ctx: &ExtractCtx) -> Extraction {
     let dicom = dicom::read_dicom(&tokens, &clauses, expects(Field::Dicom));
     let places = gazetteer::find_places(&tokens, expects(Field::Location));
     let location = pick_location(&tokens, &places);
-    let types = profile::property_types(&tokens);
+    let in_place: Vec<bool> = (0..tokens.len()).map(|i| places.iter().any(|m| m.start <= i && i < m.end)).collect();
+    let types = profile::property_types(&tokens, &in_place);
     let bedrooms = profile::bedrooms(&tokens).or_else(|| {
         expects(Field::Bedrooms)
             .then(|| profile::bare_count(&tokens))
@@ -921,6 +922,7 @@ mod tests {
             ("soy jubilado", &["jubilado o pensionado"]),
             ("tengo contrato indefinido", &["contrato indefinido"]),
             ("es mi primera vivienda", &["primera vivienda"]),
+            ("hay proyectos en Padre las Casas?", &[]),
             ("no me llamen, mejor escríbanme", &["prefiere no recibir llamadas"]),
         ];
         for &(text, want) in cases {

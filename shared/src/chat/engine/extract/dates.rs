@@ -248,7 +248,9 @@ fn written_date_at(tokens: &[Token], i: usize, today: NaiveDate) -> Option<(Day,
         let date = next_date(today, day, month, year)?;
         return Some((Day { date, weekday_named: false }, end));
     }
-    if explicit_dia {
+    // "el día 15", or "el 15 a las 10": a day of the month.
+    let the_day = i.checked_sub(1).and_then(|p| folded(tokens, p)) == Some("el");
+    if explicit_dia || (the_day && time_at(tokens, day_index + 1).is_some()) {
         return Some((Day { date: next_day_of_month(today, day)?, weekday_named: false }, day_index + 1));
     }
     None
@@ -465,6 +467,10 @@ const ACCEPT_PHRASES: &[&str] = &[
     "ningun problema",
     "lo tomo|tomamos",
     "me quedo con",
+    "cualquiera|cualquier",
+    "el|la que sea",
+    "da igual",
+    "me da lo mismo",
 ];
 
 fn accepts(tokens: &[Token]) -> bool {
@@ -524,7 +530,7 @@ fn number_is_date_or_time(tokens: &[Token], end: usize) -> bool {
     next.is_some_and(|t| t.is_punct("/") || t.is_punct(":") || t.is_punct("-"))
         || match_at(tokens, end, "de|del")
             .is_some_and(|e| folded(tokens, e).is_some_and(|w| month_of(w).is_some() || matches!(w, "la" | "mes")))
-        || ["hrs|hr|h|hs|horas|am|pm", "y media|cuarto"].iter().any(|p| match_at(tokens, end, p).is_some())
+        || ["hrs|hr|h|hs|horas|am|pm", "y media|cuarto", "a las|la"].iter().any(|p| match_at(tokens, end, p).is_some())
 }
 
 /// The 0-based slot an ordinal names: "la primera", "el segundo", "la segunda opción", "el 2",
@@ -823,6 +829,8 @@ mod tests {
             ("12/12 a las 11:45", santiago(2025, 12, 12, 11, 45)),
             ("hoy a las 18:00", santiago(2025, 11, 11, 18, 0)),
             ("el 10 de julio a las 10", santiago(2026, 7, 10, 10, 0)),
+            ("el 13 a las 10", santiago(2025, 11, 13, 10, 0)),
+            ("el 5 a las 16:00", santiago(2025, 12, 5, 16, 0)),
         ];
         for &(text, want) in cases {
             assert_eq!(choice(text), Some(At(want)), "{text}");
@@ -923,6 +931,8 @@ mod tests {
             ("me sirve", Some(Accept)),
             ("ya, me parece bien", Some(Accept)),
             ("de acuerdo", Some(Accept)),
+            ("el que sea", Some(Accept)),
+            ("cualquiera", Some(Accept)),
             ("ninguno me sirve", Some(Decline)),
             ("ninguna", Some(Decline)),
             ("no puedo", Some(Decline)),
@@ -953,6 +963,7 @@ mod tests {
     fn dates_and_ordinals_do_not_collide() {
         assert_eq!(pick("el 2 de diciembre"), Some(Day(date(2025, 12, 2))));
         assert_eq!(pick("la primera vez que compro"), None);
+        assert_eq!(pick("el 2 a las 10"), Some(At(santiago(2025, 12, 2, 10, 0))));
     }
 
     #[test]

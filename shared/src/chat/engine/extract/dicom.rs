@@ -55,6 +55,7 @@ const CLEAN: &[&str] = &[
     "no tengo|tenemos ninguna deuda",
     "no tengo|tenemos deudas|deuda morosa|morosas|impagas",
     "cero deudas",
+    "ninguna|ninguno en el? dicom",
     "estoy|estamos|ando al dia",
     "al dia con todo",
     "no tengo|tenemos problemas de|con dicom",
@@ -222,9 +223,19 @@ fn bare_answer(tokens: &[Token]) -> Option<DicomStatus> {
     }
 }
 
-/// "No, y gano 800 mil": a leading "no" answers the DICOM question.
-fn leading_no(tokens: &[Token]) -> bool {
-    match_at(tokens, 0, "no|nop").is_some() && tokens.get(1).is_some_and(|t| t.kind == Kind::Punct)
+/// "No, y gano 800 mil" / "sí, como 200 mil": a leading yes or no answers the DICOM question.
+fn leading_answer(tokens: &[Token]) -> Option<DicomStatus> {
+    let answered = tokens.get(1).is_some_and(|t| t.kind == Kind::Punct);
+    if !answered {
+        return None;
+    }
+    if match_at(tokens, 0, "no|nop").is_some() {
+        Some(DicomStatus::Clean)
+    } else if match_at(tokens, 0, "si|sip").is_some() {
+        Some(DicomStatus::HasDebt)
+    } else {
+        None
+    }
 }
 
 pub(super) fn read_dicom(tokens: &[Token], clauses: &[Clause], expecting: bool) -> Dicom {
@@ -256,7 +267,7 @@ pub(super) fn read_dicom(tokens: &[Token], clauses: &[Clause], expecting: bool) 
         dicom.notes.extend(note);
     }
     if dicom.status.is_none() && expecting {
-        dicom.status = bare_answer(tokens).or_else(|| leading_no(tokens).then_some(DicomStatus::Clean));
+        dicom.status = bare_answer(tokens).or_else(|| leading_answer(tokens));
     }
     dicom
 }
@@ -295,6 +306,7 @@ mod tests {
             "no aparezco en el boletín",
             "tenía DICOM pero ya estoy limpio",
             "no tengo morosidades",
+            "tengo 3 deudas pero ninguna en DICOM",
         ] {
             assert_eq!(status(text), Some(Clean), "{text}");
         }
@@ -376,6 +388,7 @@ mod tests {
             ("nop", Some(Clean)),
             ("no, gracias a dios", Some(Clean)),
             ("No, y gano 800 mil", Some(Clean)),
+            ("sí, como 200 mil", Some(HasDebt)),
             ("sí", Some(HasDebt)),
             ("Si tengo", Some(HasDebt)),
             ("no sé", Some(Unknown)),

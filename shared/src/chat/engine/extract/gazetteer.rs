@@ -221,18 +221,18 @@ pub(super) fn find_places(tokens: &[Token], expecting: bool) -> Vec<PlaceMatch> 
 
 /// The place named at token `i` and the index past it: exact spellings first (longest), then typos.
 fn best_at(tokens: &[Token], i: usize) -> Option<(&'static Place, usize)> {
-    let exact = PLACES
-        .iter()
-        .flat_map(|p| p.forms.iter().map(move |f| (p, *f)))
+    // Every spelling, exact or with a typo, starts with the letter the message has.
+    let first = tokens.get(i)?.folded.chars().next()?;
+    let candidates =
+        || PLACES.iter().flat_map(|p| p.forms.iter().map(move |f| (p, *f))).filter(move |(_, f)| f.starts_with(first));
+    let exact = candidates()
         .filter_map(|(p, form)| exact_match(tokens, i, form).map(|end| (p, end, form.len())))
         .max_by_key(|&(_, end, len)| (end, len));
     if let Some((p, end, _)) = exact {
         return Some((p, end));
     }
-    PLACES
-        .iter()
-        .filter(|p| !p.needs_cue)
-        .flat_map(|p| p.forms.iter().map(move |f| (p, *f)))
+    candidates()
+        .filter(|(p, _)| !p.needs_cue)
         .filter_map(|(p, form)| typo_match(tokens, i, form).map(|(end, dist)| (p, end, dist)))
         .min_by_key(|&(_, end, dist)| (dist, std::cmp::Reverse(end)))
         .map(|(p, end, _)| (p, end))

@@ -408,13 +408,17 @@ fn amount_at(tokens: &[Token], i: usize) -> Option<Amount> {
     (written_as_money || bare_amount).then_some(Amount { value, unit, multiplier, low: None, start: i, end: j })
 }
 
-/// "… 200 mil" after "1 millón": the thousands that complete it.
+/// "… 200 mil" (or just "… 300", as in "1 millón 300") after "1 millón": the thousands that
+/// complete it.
 fn thousands_after(tokens: &[Token], j: usize) -> Option<(f64, usize)> {
     let head = tokens.get(j)?;
     let (value, end) = if head.is_number() {
         let v = parse_numeral(head.raw)?;
-        let end = match_at(tokens, j + 1, "mil")?;
-        (v * 1_000.0, end)
+        match match_at(tokens, j + 1, "mil") {
+            Some(end) => (v * 1_000.0, end),
+            None if head.is_plain_int() && (100.0..1_000.0).contains(&v) => (v * 1_000.0, j + 1),
+            None => return None,
+        }
     } else {
         let (v, end, m) = words_number(tokens, j)?;
         if m != 1_000.0 {
@@ -617,10 +621,16 @@ fn role_by_context(amount: &Amount, expecting: &[Field]) -> Option<Role> {
     if amount.unit == Some(Unit::Uf) {
         return Some(Role::Budget);
     }
-    [(Field::MonthlyIncome, Role::Income), (Field::DebtAmount, Role::Debt), (Field::Budget, Role::Budget)]
-        .into_iter()
-        .find(|(f, _)| expecting.contains(f))
-        .map(|(_, role)| role)
+    // After "¿estás en DICOM?", "sí, como 200 mil" gives the debt.
+    [
+        (Field::MonthlyIncome, Role::Income),
+        (Field::DebtAmount, Role::Debt),
+        (Field::Dicom, Role::Debt),
+        (Field::Budget, Role::Budget),
+    ]
+    .into_iter()
+    .find(|(f, _)| expecting.contains(f))
+    .map(|(_, role)| role)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -743,6 +753,8 @@ mod tests {
             ("ochocientos mil", 800_000.0, None),
             ("un millón doscientos mil", 1_200_000.0, None),
             ("1 millón 200 mil", 1_200_000.0, None),
+            ("1 millón 300", 1_300_000.0, None),
+            ("2 palos 500", 2_500_000.0, None),
             ("medio millón", 500_000.0, None),
             ("3.000 UF", 3_000.0, Some(Unit::Uf)),
             ("UF 4500", 4_500.0, Some(Unit::Uf)),
@@ -834,6 +846,13 @@ mod tests {
     #[test]
     fn eight_hundred_lucas_is_an_income() {
         assert_eq!(income("gano 800 lucas"), Some(800_000));
+    }
+
+    #[test]
+    fn an_amount_answering_the_dicom_question_is_the_debt() {
+        assert_eq!(money_with("sí, como 200 mil", &[Field::Dicom]).debt, Some(200_000));
+        let both = money_with("800 mil", &[Field::MonthlyIncome, Field::Dicom]);
+        assert_eq!((both.income, both.debt), (Some(800_000), None));
     }
 
     #[test]

@@ -43,7 +43,7 @@ const NOT_NAMES: &str = "independiente independientes dependiente casado casada 
     programador programadora analista informatico informatica gerente jefe jefa bombero guardia \
     cocinero cocinera mecanico electricista maestro maestra educador educadora parvularia kinesiologo \
     kinesiologa nutricionista matrona veterinario veterinaria alumno alumna capaz malo mala bien mal \
-    asi eso esto este esta ese esa humano humana persona real bot robot sofia asistente familia pareja \
+    asi eso esto este esta ese esa humano humana persona real bot robot asistente familia pareja \
     novio novia pololo polola hombre mujer senor senora senorita don dona sr sra adulto adulta feliz \
     seria serio responsable puntual solvente dependientes contratado contratada indefinido honesto \
     honesta sincero sincera interesado interesada";
@@ -283,6 +283,7 @@ mod tests {
             ("Me llamo José Ñancupil", Some("José Ñancupil")),
             ("me llamo Santiago Fuentes", Some("Santiago Fuentes")),
             ("me llamo Santiago", Some("Santiago")),
+            ("Hola, soy Sofía", Some("Sofía")),
         ];
         for &(text, want) in cases {
             assert_eq!(name(text).as_deref(), want, "{text}");

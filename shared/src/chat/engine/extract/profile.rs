@@ -37,11 +37,13 @@ fn is_not_a_wish(tokens: &[Token], i: usize) -> bool {
     possessive || at_place || the_place || the_office || website || (this == "casa" && next == Some("matriz"))
 }
 
-/// Every property type the lead asks for, in order of mention, without repeats.
-pub(super) fn property_types(tokens: &[Token]) -> Vec<PropertyType> {
+/// Every property type the lead asks for, in order of mention, without repeats. `in_place`
+/// marks tokens of a place name ("Padre Las Casas" is not a house).
+pub(super) fn property_types(tokens: &[Token], in_place: &[bool]) -> Vec<PropertyType> {
     let mut out = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
         if let Some(kind) = type_of_word(&t.folded)
+            && !in_place.get(i).copied().unwrap_or(false)
             && !is_not_a_wish(tokens, i)
             && !out.contains(&kind)
         {
@@ -157,7 +159,8 @@ mod tests {
     use super::*;
 
     fn kinds(text: &str) -> Vec<PropertyType> {
-        property_types(&tokenize(text))
+        let tokens = tokenize(text);
+        property_types(&tokens, &vec![false; tokens.len()])
     }
 
     fn beds(text: &str) -> Option<u8> {

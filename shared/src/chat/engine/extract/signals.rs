@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use super::Timeline;
 use super::dates::days_until_month;
 use super::money::words_number;
-use super::tokens::{Clause, Kind, Token, find, has, has_any, match_at};
+use super::tokens::{Clause, Kind, Token, find, has, has_any, has_unnegated, match_at};
 
 const JUST_LOOKING: &[&str] = &[
     "solo|solamente estoy|estamos? mirando|viendo|cotizando|averiguando|curioseando|vitrineando",
@@ -45,6 +45,7 @@ const URGENT: &[&str] = &[
     "para ya",
     "ya mismo",
     "para ayer",
+    "estoy|estamos|ando apurado|apurada|apurados|apuradas",
 ];
 
 const NEXT_MONTH: &[&str] = &[
@@ -77,7 +78,7 @@ fn wants_it_now(tokens: &[Token], clauses: &[Clause]) -> bool {
 }
 
 pub(super) fn urgency(tokens: &[Token], clauses: &[Clause]) -> bool {
-    has_any(tokens, URGENT) || wants_it_now(tokens, clauses)
+    has_unnegated(tokens, URGENT) || wants_it_now(tokens, clauses)
 }
 
 pub(super) fn just_looking(tokens: &[Token]) -> bool {
@@ -326,6 +327,7 @@ pub(super) fn talks_about_properties(tokens: &[Token]) -> bool {
             "dormitorio*|pieza|piezas|habitacion*",
             "listos|listas|entrega|entregan",
             "piso|pisos|terraza|patio|piscina|amoblado",
+            "gasto|gastos comun|comunes",
         ],
     )
 }
@@ -500,6 +502,9 @@ mod tests {
         assert!(urgent("este mes"));
         assert!(!urgent("el próximo mes"));
         assert!(!urgent("ya"));
+        assert!(urgent("estoy apurada"));
+        assert!(!urgent("no estoy apurado"));
+        assert!(!urgent("no es urgente"));
     }
 
     #[test]

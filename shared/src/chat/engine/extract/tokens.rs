@@ -157,6 +157,26 @@ pub(super) fn has_any(tokens: &[Token], patterns: &[&str]) -> bool {
     patterns.iter().any(|p| has(tokens, p))
 }
 
+/// A negation among the two words before token `i` ("no es urgente", "no estoy apurado").
+fn negated_before(tokens: &[Token], i: usize) -> bool {
+    tokens
+        .get(i.saturating_sub(2)..i)
+        .unwrap_or_default()
+        .iter()
+        .rev()
+        .take_while(|t| t.kind != Kind::Punct)
+        .any(|t| matches!(t.folded.as_str(), "no" | "sin" | "nunca" | "ni"))
+}
+
+/// A phrase that is not negated just before it.
+pub(super) fn has_unnegated(tokens: &[Token], patterns: &[&str]) -> bool {
+    patterns.iter().any(|p| {
+        let elems = parse_pattern(p);
+        (0..tokens.len())
+            .any(|i| match_elems(tokens, i, &elems).is_some_and(|end| end > i) && !negated_before(tokens, i))
+    })
+}
+
 /// The folded words of a token slice, punctuation left out.
 pub(super) fn words<'t>(tokens: &'t [Token]) -> Vec<&'t str> {
     tokens.iter().filter(|t| t.kind != Kind::Punct).map(|t| t.folded.as_str()).collect()
