@@ -324,15 +324,29 @@ fn mask(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     }
 }
 
-/// "vivo en Maipú", "soy de Renca": where the lead lives, not where they look.
-fn is_residence(tokens: &[Token], m: &gazetteer::PlaceMatch) -> bool {
-    let before = tokens.get(m.start.saturating_sub(3)..m.start).unwrap_or_default();
-    tokens::has_any(before, &["vivo|vivimos|resido|trabajo|trabajamos en", "soy|somos de"])
+/// Why a place is named, when it is not where the lead looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PlaceRole {
+    /// "vivo en Maipú", "soy de Renca".
+    Home,
+    /// "trabajo en Providencia".
+    Work,
 }
 
-/// The place the lead looks in: the first that is not only where they live.
+fn place_role(tokens: &[Token], m: &gazetteer::PlaceMatch) -> Option<PlaceRole> {
+    let before = tokens.get(m.start.saturating_sub(3)..m.start).unwrap_or_default();
+    if tokens::has_any(before, &["vivo|vivimos|resido en", "soy|somos de"]) {
+        Some(PlaceRole::Home)
+    } else if tokens::has(before, "trabajo|trabajamos en") {
+        Some(PlaceRole::Work)
+    } else {
+        None
+    }
+}
+
+/// The place the lead looks in: the first that is not only where they live or work.
 fn pick_location<'p>(tokens: &[Token], places: &'p [gazetteer::PlaceMatch]) -> Option<&'p gazetteer::PlaceMatch> {
-    places.iter().find(|m| !is_residence(tokens, m)).or_else(|| places.first())
+    places.iter().find(|m| place_role(tokens, m).is_none()).or_else(|| places.first())
 }
 
 /// Financing first (credit, pie, DICOM, income), then a visit, then a property search, then chat.
@@ -415,6 +429,7 @@ const NOTE_RULES: &[(&[&str], &str)] = &[
     (&["primera vivienda|propiedad|casa", "primer depto|departamento|hogar"], "primera vivienda"),
     (&["busco|buscamos|quiero|necesito arrendar|arriendo"], "busca arriendo"),
     (&["tengo|tenemos el? subsidio"], "tiene subsidio habitacional"),
+    (&["no tengo|tenemos pie", "sin pie"], "sin pie"),
     (&["vi|vimos el|un|su anuncio|aviso|publicacion"], "vio un anuncio"),
 ];
 
@@ -442,7 +457,7 @@ fn key_points(tokens: &[Token], out: &Extraction, notes: &Notes) -> Vec<String> 
     }
     points.extend(notes.money.iter().cloned());
     points.extend(notes.dicom.iter().cloned());
-    points.extend(place_notes(tokens, notes.places, out.location.as_deref()));
+    points.extend(place_notes(tokens, notes.places));
     let mut seen = Vec::new();
     points.retain(|p| {
         let fresh = !seen.contains(p);
@@ -452,11 +467,15 @@ fn key_points(tokens: &[Token], out: &Extraction, notes: &Notes) -> Vec<String> 
     points
 }
 
-/// "vive en Maipú" when the lead looks elsewhere; "comunas mencionadas: …" when several.
-fn place_notes(tokens: &[Token], places: &[gazetteer::PlaceMatch], picked: Option<&str>) -> Vec<String> {
+/// "vive en Maipú", "trabaja en Providencia"; "comunas mencionadas: …" when several.
+fn place_notes(tokens: &[Token], places: &[gazetteer::PlaceMatch]) -> Vec<String> {
     let mut notes = Vec::new();
-    for m in places.iter().filter(|m| is_residence(tokens, m) && Some(m.name) != picked) {
-        notes.push(format!("vive en {}", m.name));
+    for m in places {
+        match place_role(tokens, m) {
+            Some(PlaceRole::Home) => notes.push(format!("vive en {}", m.name)),
+            Some(PlaceRole::Work) => notes.push(format!("trabaja en {}", m.name)),
+            None => {}
+        }
     }
     let mut names: Vec<&str> = Vec::new();
     for m in places {
@@ -924,6 +943,11 @@ mod tests {
             ("es mi primera vivienda", &["primera vivienda"]),
             ("hay proyectos en Padre las Casas?", &[]),
             ("no me llamen, mejor escríbanme", &["prefiere no recibir llamadas"]),
+            (
+                "Soy de la florida y trabajo en providencia",
+                &["vive en La Florida", "trabaja en Providencia", "comunas mencionadas: La Florida, Providencia"],
+            ),
+            ("no tengo pie", &["sin pie"]),
         ];
         for &(text, want) in cases {
             assert_eq!(read(text).key_points, want, "{text}");

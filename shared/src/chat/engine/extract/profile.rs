@@ -101,9 +101,21 @@ pub(super) struct Bedrooms {
     pub up_to: Option<u8>,
 }
 
-/// "2 dormitorios", "de 1 dormitorio", "tres piezas", "2 o 3 habitaciones", "3D", "3d2b".
+/// "2 dormitorios", "de 1 dormitorio", "tres piezas", "2 o 3 habitaciones", "3D", "3d2b",
+/// "dormitorios: 3".
 pub(super) fn bedrooms(tokens: &[Token]) -> Option<Bedrooms> {
-    (0..tokens.len()).find_map(|i| written_bedrooms(tokens, i).or_else(|| glued_bedrooms(tokens, i)))
+    (0..tokens.len()).find_map(|i| {
+        written_bedrooms(tokens, i).or_else(|| glued_bedrooms(tokens, i)).or_else(|| labelled_bedrooms(tokens, i))
+    })
+}
+
+/// "dormitorios: 3", as in a form.
+fn labelled_bedrooms(tokens: &[Token], i: usize) -> Option<Bedrooms> {
+    let label = tokens.get(i).filter(|t| is_bedroom_word(&t.folded))?;
+    let colon = tokens.get(i + 1).filter(|t| t.is_punct(":"))?;
+    let (count, _) = count_at(tokens, i + 2)?;
+    (label.is_word() && colon.kind == Kind::Punct && (1..=10).contains(&count))
+        .then_some(Bedrooms { count, up_to: None })
 }
 
 fn written_bedrooms(tokens: &[Token], i: usize) -> Option<Bedrooms> {
@@ -224,6 +236,7 @@ mod tests {
             ("4 piezas y 2 baños", Some(4)),
             ("2 o 3 dormitorios", Some(2)),
             ("cuatro habitaciones", Some(4)),
+            ("dormitorios: 3", Some(3)),
             ("2 baños", None),
             ("3 meses", None),
             ("busco 3 deptos", None),

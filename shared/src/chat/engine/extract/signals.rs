@@ -307,6 +307,7 @@ pub(super) fn talks_about_financing(tokens: &[Token]) -> bool {
             "califico|calificar|calificaria",
             "dicom",
             "leasing",
+            "gano|ganamos|sueldo|sueldos|salario|renta|ingreso|ingresos|liquido|liquida",
         ],
     )
 }
@@ -544,6 +545,7 @@ mod tests {
             "cuánto tengo que ganar",
             "¿Necesito DICOM limpio para comprar?",
             "¿de cuánto son las cuotas?",
+            "tengo renta de 45 UF",
         ] {
             assert!(flag(talks_about_financing, text), "{text}");
         }
