@@ -430,6 +430,7 @@ const NOTE_RULES: &[(&[&str], &str)] = &[
     (&["busco|buscamos|quiero|necesito arrendar|arriendo"], "busca arriendo"),
     (&["tengo|tenemos el? subsidio"], "tiene subsidio habitacional"),
     (&["no tengo|tenemos pie", "sin pie"], "sin pie"),
+    (&["preaprob*", "pre aprobado|aprobada"], "tiene crédito preaprobado"),
     (&["vi|vimos el|un|su anuncio|aviso|publicacion"], "vio un anuncio"),
 ];
 

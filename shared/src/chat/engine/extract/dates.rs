@@ -175,6 +175,11 @@ fn day_at(tokens: &[Token], i: usize, today: NaiveDate) -> Option<(Day, usize)> 
     if let Some(found) = weekday_at(tokens, i, today) {
         return Some(found);
     }
+    if let Some(end) = match_at(tokens, i, "el|este fin de semana") {
+        // The weekend starts on Saturday; offered slots match it by weekday.
+        let saturday = if today.weekday() == Weekday::Sat { today } else { next_weekday(today, Weekday::Sat) };
+        return Some((Day { date: saturday, weekday_named: true }, end));
+    }
     if let Some(found) = numeric_date_at(tokens, i, today) {
         return Some(found);
     }
@@ -238,6 +243,11 @@ fn written_date_at(tokens: &[Token], i: usize, today: NaiveDate) -> Option<(Day,
     if !(1..=31).contains(&day) {
         return None;
     }
+    // "el 1ro de diciembre", "el 1° de diciembre".
+    let ordinal_suffix = tokens
+        .get(day_index + 1)
+        .is_some_and(|t| !t.spaced && matches!(t.folded.as_str(), "ro" | "ero" | "er" | "°" | "º"));
+    let day_index = if ordinal_suffix { day_index + 1 } else { day_index };
     if let Some(of) = match_at(tokens, day_index + 1, "de")
         && let Some(month) = folded(tokens, of).and_then(month_of)
     {
@@ -418,7 +428,16 @@ const REFUSALS: &[&str] = &[
     "no estare",
     "ese dia no",
     "mejor no",
+    "ocupado|ocupada|ocupados|ocupadas",
+    "tengo|tenemos que trabajar",
 ];
+
+/// "puedo", "me sirve", "me acomoda": the clause says when the lead is free.
+fn offers_availability(tokens: &[Token]) -> bool {
+    ["puedo|podemos|podria|podriamos", "me|nos sirve|acomoda|viene|queda", "voy|vamos|iria|iriamos"]
+        .iter()
+        .any(|p| has(tokens, p))
+}
 
 fn refuses(tokens: &[Token]) -> bool {
     REFUSALS.iter().any(|p| has(tokens, p))
@@ -593,7 +612,7 @@ pub(super) fn talks_about_scheduling(tokens: &[Token]) -> bool {
     const PATTERNS: &[&str] = &[
         "visit*",
         "agend*",
-        "reunion|reunirnos|reunirme|juntarnos|vernos|cita|videollamada|meet|zoom",
+        "reunion|reunirnos|reunirme|juntarnos|juntamos|juntemos|vernos|veamos|cita|videollamada|meet|zoom",
         "ir a ver",
         "conocer*",
         "puedo|podemos|podria|podriamos ir|pasar",
@@ -617,6 +636,7 @@ pub(super) fn appointment(tokens: &[Token], clauses: &[Clause], ctx: &ExtractCtx
         return Some(AppointmentChoice::Slot(i));
     }
     let mut when = When::default();
+    let mut available = When::default();
     let mut refused = false;
     for clause in clauses {
         let part = clause.tokens(tokens);
@@ -624,8 +644,14 @@ pub(super) fn appointment(tokens: &[Token], clauses: &[Clause], ctx: &ExtractCtx
             refused = true;
             continue;
         }
-        when = when.merge(when_in(part, today));
+        let said = when_in(part, today);
+        if offers_availability(part) {
+            available = available.merge(said);
+        }
+        when = when.merge(said);
     }
+    // "mañana trabajo, pero el sábado puedo": the clause that says "puedo" decides.
+    let when = if available.is_empty() { when } else { available.merge(when) };
     let scheduling = asked || when.time.is_some() || talks_about_scheduling(tokens);
     if !when.is_empty()
         && scheduling
@@ -799,6 +825,8 @@ mod tests {
             ("el día 5", Some(Day(date(2025, 12, 5)))),
             ("mañana en la tarde", Some(Day(date(2025, 11, 12)))),
             ("el 10 de noviembre de 2026", Some(Day(date(2026, 11, 10)))),
+            ("el 1ro de diciembre", Some(Day(date(2025, 12, 1)))),
+            ("el fin de semana", Some(Day(date(2025, 11, 15)))),
         ];
         for &(text, want) in cases {
             assert_eq!(choice(text), want, "{text}");
@@ -831,6 +859,7 @@ mod tests {
             ("el 10 de julio a las 10", santiago(2026, 7, 10, 10, 0)),
             ("el 13 a las 10", santiago(2025, 11, 13, 10, 0)),
             ("el 5 a las 16:00", santiago(2025, 12, 5, 16, 0)),
+            ("dale, el 1ro de diciembre a las 12:30", santiago(2025, 12, 1, 12, 30)),
         ];
         for &(text, want) in cases {
             assert_eq!(choice(text), Some(At(want)), "{text}");
@@ -939,6 +968,8 @@ mod tests {
             ("no me acomoda ninguno", Some(Decline)),
             ("No puedo la próxima semana, ¿tienen para la siguiente?", Some(Decline)),
             ("no puedo el martes, pero el jueves sí", Some(Slot(1))),
+            ("mañana tengo que trabajar, pero el sábado puedo", Some(Slot(2))),
+            ("el jueves voy a estar ocupado", Some(Decline)),
             ("gracias", None),
         ];
         for &(text, want) in cases {
@@ -957,6 +988,8 @@ mod tests {
         assert_eq!(none("mañana a las 10"), Some(At(santiago(2025, 11, 12, 10, 0))));
         assert_eq!(none("en 24 horas"), None);
         assert_eq!(none("Quiero visitar el proyecto esta semana"), None);
+        assert_eq!(none("nos juntamos mañana?"), Some(Day(date(2025, 11, 12))));
+        assert_eq!(none("el 18 de septiembre es feriado"), None);
     }
 
     #[test]

@@ -253,9 +253,8 @@ pub(super) fn read_dicom(tokens: &[Token], clauses: &[Clause], expecting: bool) 
             continue;
         }
         if let Some(who) = about_family(part).filter(|_| mentions_dicom(part)) {
-            if clause_status(part).0 == Some(DicomStatus::HasDebt) || part.iter().any(|t| t.folded == "dicom") {
-                dicom.notes.push(format!("su {} tiene DICOM", who.raw.to_lowercase()));
-            }
+            let what = if part.iter().any(|t| t.folded == "dicom") { "DICOM" } else { "deudas" };
+            dicom.notes.push(format!("su {} tiene {what}", who.raw.to_lowercase()));
             family_before = true;
             continue;
         }
@@ -378,6 +377,8 @@ mod tests {
         assert_eq!(d.notes, ["su esposa tiene DICOM"]);
         assert_eq!(status("mi marido está en DICOM, yo también"), Some(HasDebt));
         assert_eq!(status("mi pareja tiene dicom"), None);
+        let d = read("mi esposa tiene deudas pero yo estoy limpio", false);
+        assert_eq!((d.status, d.notes), (Some(Clean), vec!["su esposa tiene deudas".to_string()]));
     }
 
     #[test]

@@ -237,7 +237,6 @@ const QUESTION_OPENINGS: &[&str] = &[
     "donde",
     "tienen|tiene|tendran|tendras",
     "hay",
-    "puedo|podemos|pueden|puede",
     "se puede|pueden|necesita",
     "podria|podrian|podrias",
     "me pueden|podrian|puedes|podrias",
@@ -279,7 +278,11 @@ pub(super) fn question(tokens: &[Token]) -> bool {
     };
     let exclaims = tokens.iter().any(|t| t.is_punct("!") || t.is_punct("¡"));
     let accented = INTERROGATIVES.contains(&first.raw.to_lowercase().as_str()) && !exclaims;
-    accented || QUESTION_OPENINGS.iter().any(|p| match_at(tokens, start, p).is_some())
+    // "puedo ir el sábado" asks; "puedo el 20" answers.
+    let can_i = match_at(tokens, start, "puedo|podemos|pueden|puede")
+        .and_then(|next| tokens.get(next))
+        .is_some_and(|t| ["ar", "er", "ir"].iter().any(|end| t.folded.ends_with(end)));
+    accented || can_i || QUESTION_OPENINGS.iter().any(|p| match_at(tokens, start, p).is_some())
 }
 
 /// Credit, mortgage, down payment, DICOM, subsidy or income requirements.
@@ -308,6 +311,7 @@ pub(super) fn talks_about_financing(tokens: &[Token]) -> bool {
             "dicom",
             "leasing",
             "gano|ganamos|sueldo|sueldos|salario|renta|ingreso|ingresos|liquido|liquida",
+            "ahorro*|ahorrado*|ahorre",
         ],
     )
 }
@@ -530,6 +534,7 @@ mod tests {
             "gano 800 mil",
             "como te dije, vivo en Maipú",
             "cuando pueda le escribo",
+            "puedo el 20 de noviembre",
             "que bueno",
         ] {
             assert!(!flag(question, text), "{text}");
