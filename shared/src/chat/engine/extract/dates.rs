@@ -295,11 +295,13 @@ fn minutes_at(tokens: &[Token], i: usize) -> Option<(u32, usize)> {
     None
 }
 
-/// "am", "pm", "hrs", "de la tarde" after a time.
-fn time_suffix_at(tokens: &[Token], i: usize) -> (Option<Period>, bool, usize) {
+/// "am", "pm", "hrs", "de la tarde" after a time. "horas" counts only after "a las" ("en 2
+/// horas" is a delay).
+fn time_suffix_at(tokens: &[Token], i: usize, after_lead_in: bool) -> (Option<Period>, bool, usize) {
     let mut end = i;
     let mut hours_word = false;
-    if let Some(e) = match_at(tokens, end, "hrs|hr|h|hs|horas|hora") {
+    let hours = if after_lead_in { "hrs|hr|h|hs|horas|hora" } else { "hrs|hr|h|hs" };
+    if let Some(e) = match_at(tokens, end, hours) {
         end = e;
         hours_word = true;
     }
@@ -350,26 +352,29 @@ fn clock(hour: u32, minute: u32, period: Option<Period>, short_hour: bool) -> Op
     NaiveTime::from_hms_opt(hour, minute, 0)
 }
 
+/// Words that introduce a time: "a las", "como a las", "tipo las", "después de las".
+const TIME_LEAD_INS: &[&str] = &["a las|la", "tipo|como|para|desde|hasta a? las|la", "despues|antes de las|la"];
+
 /// A time at token `i`: "a las 10", "a las 10:30", "10:30", "15 hrs", "10am", "a las 3 de la
-/// tarde", "a la una y media", "mediodía". Returns the time, its period word and the index past it.
+/// tarde", "a la una y media", "mediodía". Without "a las" a number needs minutes or a suffix
+/// ("las 2 casas" is not 14:00). Returns the time, its period word and the index past it.
 fn time_at(tokens: &[Token], i: usize) -> Option<(NaiveTime, Option<Period>, usize)> {
     if let Some(end) = match_at(tokens, i, "a|al? mediodia").or_else(|| match_at(tokens, i, "a|al? medio dia")) {
         return Some((NaiveTime::from_hms_opt(12, 0, 0)?, Some(Period::Afternoon), end));
     }
-    let after_a_las = match_at(tokens, i, "a|tipo|como|para|desde? las|la");
-    let start = after_a_las.unwrap_or(i);
-    let (hour, next, short_hour) = hour_at(tokens, start)?;
-    let (minute, next) = minutes_at(tokens, next).unwrap_or((0, next));
-    let has_minutes = next > start + 1 && tokens.get(start + 1).is_some_and(|t| t.is_punct(":"));
-    let (period, suffixed, end) = time_suffix_at(tokens, next);
-    let is_time = after_a_las.is_some() || has_minutes || suffixed;
-    let word_hour = tokens.get(start).is_some_and(|t| t.kind == Kind::Word);
-    if !is_time || (word_hour && after_a_las.is_none()) {
+    let lead_in = TIME_LEAD_INS.iter().find_map(|p| match_at(tokens, i, p));
+    let start = lead_in.unwrap_or(i);
+    if lead_in.is_none() && tokens.get(start).is_some_and(|t| t.kind == Kind::Word) {
+        // "diez" alone is a count, not a time.
         return None;
     }
-    // "en 24 horas" is a delay, not a time.
-    let delay = !has_minutes && after_a_las.is_none() && i.checked_sub(1).and_then(|p| folded(tokens, p)) == Some("en");
-    if delay {
+    let (hour, next, short_hour) = hour_at(tokens, start)?;
+    let (minute, next, has_minutes) = match minutes_at(tokens, next) {
+        Some((m, n)) => (m, n, true),
+        None => (0, next, false),
+    };
+    let (period, suffixed, end) = time_suffix_at(tokens, next, lead_in.is_some());
+    if lead_in.is_none() && !has_minutes && !suffixed {
         return None;
     }
     let time = clock(hour, minute, period, short_hour)?;
@@ -987,6 +992,10 @@ mod tests {
         assert_eq!(none("¿Puedo ir el sábado?"), Some(Day(date(2025, 11, 15))));
         assert_eq!(none("mañana a las 10"), Some(At(santiago(2025, 11, 12, 10, 0))));
         assert_eq!(none("en 24 horas"), None);
+        assert_eq!(none("me demoro 2 horas en llegar"), None);
+        assert_eq!(none("me interesan las 2 casas"), None);
+        assert_eq!(none("como a las 11 puedo ir"), Some(At(santiago(2025, 11, 11, 11, 0))));
+        assert_eq!(none("tipo las 11 me sirve"), Some(At(santiago(2025, 11, 11, 11, 0))));
         assert_eq!(none("Quiero visitar el proyecto esta semana"), None);
         assert_eq!(none("nos juntamos mañana?"), Some(Day(date(2025, 11, 12))));
         assert_eq!(none("el 18 de septiembre es feriado"), None);

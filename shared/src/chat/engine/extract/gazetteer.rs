@@ -374,30 +374,24 @@ fn capitalised_mid_sentence(tokens: &[Token], start: usize, end: usize) -> bool 
 
 /// The message is only a place name, maybe with "en", "comuna de", "vivo en"… around it.
 fn is_bare_reply(tokens: &[Token]) -> bool {
-    let words: Vec<&Token> = tokens.iter().filter(|t| t.kind != Kind::Punct).collect();
-    if words.is_empty() || words.len() > 8 {
+    let words = tokens.iter().filter(|t| t.kind != Kind::Punct).count();
+    if words == 0 || words > 8 {
         return false;
     }
     let mut i = 0;
     let mut named = false;
-    while i < tokens.len() {
-        let Some(t) = tokens.get(i) else { break };
-        if t.kind == Kind::Punct || REPLY_FILLERS.contains(&t.folded.as_str()) {
-            if let Some((_, end)) = best_at(tokens, i).filter(|_| t.kind == Kind::Word) {
-                named = true;
-                i = end;
-            } else {
-                i += 1;
-            }
+    while let Some(t) = tokens.get(i) {
+        if t.is_word()
+            && let Some((_, end)) = best_at(tokens, i)
+        {
+            named = true;
+            i = end;
             continue;
         }
-        match best_at(tokens, i) {
-            Some((_, end)) => {
-                named = true;
-                i = end;
-            }
-            None => return false,
+        if t.kind != Kind::Punct && !REPLY_FILLERS.contains(&t.folded.as_str()) {
+            return false;
         }
+        i += 1;
     }
     named
 }

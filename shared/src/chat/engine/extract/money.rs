@@ -341,14 +341,13 @@ fn is_not_money_number(tokens: &[Token], i: usize) -> bool {
         (next.is_some_and(|t| t.is_punct(sep) && !t.spaced) && tokens.get(i + 2).is_some_and(Token::is_number))
             || (prev.is_some_and(|t| t.is_punct(sep)) && prev2.is_some_and(Token::is_number))
     };
-    joined_to_number(":")
-        || joined_to_number("/")
-        || next.is_some_and(|t| t.is_punct("%"))
-        || match_at(tokens, i + 1, "m2|mt2|mts|mts2|metros|m|km|cuadras").is_some_and(|_| {
-            next.is_some_and(|t| {
-                t.folded != "m" || (t.spaced && t.raw != "M") || tokens.get(i + 2).is_some_and(|n| n.raw == "2")
-            })
-        })
+    let size_unit = next.is_some_and(|t| match t.folded.as_str() {
+        "mt" | "mts" | "metro" | "metros" | "km" | "cuadras" | "hectareas" => true,
+        // "80 m" and "80m2" are metres; "2M" and "2m" are millions.
+        "m" => t.raw == "m" && (t.spaced || tokens.get(i + 2).is_some_and(|n| n.raw == "2" && !n.spaced)),
+        _ => false,
+    });
+    joined_to_number(":") || joined_to_number("/") || next.is_some_and(|t| t.is_punct("%")) || size_unit
 }
 
 /// A year after "año", "en", "para" ("el año 2026", "para 2027") is not money.
@@ -793,6 +792,8 @@ mod tests {
             "opción 3",
             "una casa",
             "unos 1500 m2",
+            "un terreno de 5000 m",
+            "1000 mts",
             "3d2b",
         ] {
             assert_eq!(first_amount(text), None, "{text}");
