@@ -217,7 +217,7 @@ impl AppointmentChoice {
 }
 
 /// The facts one message states. Empty (`Default`) when it states none.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Extraction {
     /// As the lead wrote it ("Juan Pérez", "gabriel gonzalez"); all-caps words are title-cased.
     pub name: Option<String>,
@@ -1178,6 +1178,8 @@ mod tests {
         let v = to_value(&e).unwrap();
         assert_eq!(v["budget"], json!({"amount": 3000.0, "currency": "UF"}));
         assert_eq!(v["key_points"], json!([]));
+        let back: Extraction = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
     }
 
     #[test]

@@ -30,7 +30,10 @@ fn is_not_a_wish(tokens: &[Token], i: usize) -> bool {
     let possessive =
         matches!(prev, Some("mi" | "mis" | "tu" | "tus" | "su" | "sus" | "nuestra" | "nuestro" | "nuestras"));
     let at_place = matches!(prev, Some("en" | "de")) && matches!(this, "casa" | "oficina");
-    let the_place = prev == Some("la") && matches!(prev2, Some("en" | "de" | "a" | "desde")) && this != "parcela";
+    // "estoy en la casa" is where the lead is; "interesado en la casa" is what they want.
+    let interested = matches!(word(i.checked_sub(3)), Some(w) if w.starts_with("interesad"));
+    let the_place =
+        prev == Some("la") && matches!(prev2, Some("en" | "de" | "a" | "desde")) && this != "parcela" && !interested;
     let the_office = prev == Some("la") && this == "oficina";
     let website = matches!(this, "sitio" | "sitios")
         && (matches!(next, Some("web" | "de")) || matches!(prev, Some("el" | "este" | "ese")));
@@ -196,6 +199,7 @@ mod tests {
             ("lotes en Chicureo", &[Terreno]),
             ("casa o departamento", &[Casa, Departamento]),
             ("un monoambiente", &[Departamento]),
+            ("Estoy interesado en la casa de la calle Los Aromos", &[Casa]),
         ];
         for &(text, want) in cases {
             assert_eq!(kinds(text), want, "{text}");
