@@ -3,10 +3,10 @@
 //! timeline, intent, an appointment choice and a few flags. Pure: the caller passes the time and
 //! what Sofía asked last, and decides what to store (SPEC §15, reference §5.4).
 //!
-//! Submodules, one concern each: `tokens` (words and clauses), `contact` (phone, email),
-//! `names`, `gazetteer` (comunas), `money` (income, budget, debt), `profile` (property type,
-//! bedrooms), `signals` (DICOM, timeline, intent and flags), `dates` (Spanish dates and times,
-//! appointment choices).
+//! Submodules, one concern each: `tokens` (words, clauses, a small phrase matcher), `contact`
+//! (phone, email), `names`, `gazetteer` (comunas and sectors), `money` (income, budget, debt),
+//! `dicom`, `profile` (property type, bedrooms), `dates` (Spanish dates and times, appointment
+//! choices) and `signals` (timeline, flags and the words behind the intent).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
