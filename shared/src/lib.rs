@@ -6,15 +6,18 @@
 //! - [`ctx`]: `Ctx`, the caller's identity, passed first to every repository and service call.
 //! - [`db`]: pool set-up, database creation and constraint mapping.
 //! - [`entities`]: sea-orm entities of every table.
-//! - [`auth`], [`leads`], [`brokers`], [`audit`]: one module per feature (model, repo, service).
+//! - [`auth`], [`leads`], [`brokers`], [`audit`], [`knowledge`]: one module per feature (model, repo,
+//!   service); [`pipeline`]: stage rules.
 //! - [`jobs`]: the queue contract (one module per queue); [`effects`]: idempotent side effects;
 //!   [`tasks`]: dead jobs.
 //! - [`integrations`]: clients of external providers, with circuit breakers.
+//! - [`chat`]: Sofía's conversation engine (pure rules: message extraction).
 //! - [`text`], [`crypto`], [`ratelimit`], [`events`], [`redis_conn`]: small shared tools.
 
 pub mod audit;
 pub mod auth;
 pub mod brokers;
+pub mod chat;
 pub mod config;
 pub mod crypto;
 pub mod ctx;
