@@ -3,14 +3,15 @@
 use poem_openapi::OpenApiService;
 
 use crate::routes::{
-    admin::AdminApi, auth::AuthApi, brokers::BrokersApi, leads::LeadsApi, tasks::TasksApi, utility::UtilityApi,
+    admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, brokers::BrokersApi, calendar::CalendarApi,
+    leads::LeadsApi, tasks::TasksApi, utility::UtilityApi,
 };
 
-pub type Apis = (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi);
+pub type Apis = (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi, AppointmentsApi, CalendarApi);
 
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi),
+        (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi, AppointmentsApi, CalendarApi),
         "Corredor API",
         env!("CARGO_PKG_VERSION"),
     )

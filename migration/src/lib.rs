@@ -7,6 +7,7 @@ mod m20261127_000002_lead_counts;
 mod m20261127_000003_performed_effects;
 mod m20261127_000004_dead_jobs;
 mod m20261127_000005_csv_imports;
+mod m20261201_000002_appointments;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_performed_effects::Migration),
             Box::new(m20261127_000004_dead_jobs::Migration),
             Box::new(m20261127_000005_csv_imports::Migration),
+            Box::new(m20261201_000002_appointments::Migration),
         ]
     }
 }

@@ -12,6 +12,7 @@
 //! - [`integrations`]: clients of external providers, with circuit breakers.
 //! - [`text`], [`crypto`], [`ratelimit`], [`events`], [`redis_conn`]: small shared tools.
 
+pub mod appointments;
 pub mod audit;
 pub mod auth;
 pub mod brokers;
