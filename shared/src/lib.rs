@@ -7,6 +7,7 @@
 //! - [`db`]: pool set-up, database creation and constraint mapping.
 //! - [`entities`]: sea-orm entities of every table.
 //! - [`auth`], [`leads`], [`brokers`], [`audit`]: one module per feature (model, repo, service).
+//! - [`appointments`]: bookings, availability, the broker's Google Calendar and reminders.
 //! - [`jobs`]: the queue contract (one module per queue); [`effects`]: idempotent side effects;
 //!   [`tasks`]: dead jobs.
 //! - [`integrations`]: clients of external providers, with circuit breakers.

@@ -19,6 +19,8 @@ use crate::{Infra, audit};
 /// The `aud` of a consent `state`, so it can never pass as an access token (which has none) nor
 /// an access token as a state.
 const STATE_AUDIENCE: &str = "corredor:google-calendar-oauth";
+/// The longest a slots request waits for Google's free/busy (a token refresh may come first).
+const FREE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// How long the user has to finish the consent screen.
 const STATE_TTL: Duration = Duration::minutes(10);
 
@@ -255,24 +257,27 @@ pub async fn google_busy(infra: &Infra, broker_id: i64, from: DateTime<Utc>, to:
             return None;
         }
     };
+    let wait = infra.settings.providers.timeout.min(FREE_BUSY_TIMEOUT);
     let read = async {
         let token = access_token(infra, &conn, false).await?;
-        let busy = match gcal::free_busy(infra, &token, &conn.calendar_id, from, to).await {
+        let busy = match gcal::free_busy(infra, &token, &conn.calendar_id, (from, to), wait).await {
             Err(e) if is_unauthorized(&e) => {
                 let token = access_token(infra, &conn, true).await?;
-                gcal::free_busy(infra, &token, &conn.calendar_id, from, to).await?
+                gcal::free_busy(infra, &token, &conn.calendar_id, (from, to), wait).await?
             }
             other => other?,
         };
         let ours = repo::synced_intervals(&infra.db, broker_id, from, to).await?;
         Ok::<_, Error>(subtract(&busy, &ours))
     };
-    match read.await {
-        Ok(busy) => Some(busy.into_iter().map(|(start, end)| Busy { start, end, agent_id: None }).collect()),
-        Err(e) => {
-            tracing::warn!(broker_id, error = %e, "Google free/busy unavailable; offering slots from our data only");
-            None
-        }
+    let failed = |e: &dyn std::fmt::Display| {
+        tracing::warn!(broker_id, error = %e, "Google free/busy unavailable; offering slots from our data only");
+        None
+    };
+    match tokio::time::timeout(wait * 2, read).await {
+        Ok(Ok(busy)) => Some(busy.into_iter().map(|(start, end)| Busy { start, end, agent_id: None }).collect()),
+        Ok(Err(e)) => failed(&e),
+        Err(e) => failed(&e),
     }
 }
 

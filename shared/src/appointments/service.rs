@@ -401,10 +401,9 @@ async fn after_change(infra: &Infra, a: &Appointment, event: &str, new_time: boo
     match connected {
         Ok(0) => {}
         Ok(_) => {
-            let action = if a.status().is_active() || a.status() == AppointmentStatus::Completed {
-                CalendarAction::Upsert
-            } else {
-                CalendarAction::Delete
+            let action = match a.status() {
+                AppointmentStatus::Cancelled => CalendarAction::Delete,
+                _ => CalendarAction::Upsert,
             };
             let job = CalendarSync { broker_id: row.broker_id, appointment_id: row.id, action };
             if let Err(e) = jobs::enqueue(infra, job).await {

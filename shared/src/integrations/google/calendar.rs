@@ -126,17 +126,18 @@ pub async fn delete_event(infra: &Infra, token: &SecretString, calendar_id: &str
     }
 }
 
-/// `POST /calendar/v3/freeBusy`: the busy intervals of one calendar in `[from, to)`.
+/// `POST /calendar/v3/freeBusy`: the busy intervals of one calendar in `[from, to)`, waiting at
+/// most `timeout` (it is read while a client waits for slots).
 pub async fn free_busy(
     infra: &Infra,
     token: &SecretString,
     calendar_id: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    timeout: std::time::Duration,
 ) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
     let req = http()
         .post(url(&infra.settings.providers.google_api_base, &["calendar", "v3", "freeBusy"])?)
-        .timeout(infra.settings.providers.timeout)
+        .timeout(timeout)
         .bearer_auth(token.expose_secret())
         .json(&json!({
             "timeMin": from.to_rfc3339(),
