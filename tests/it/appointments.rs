@@ -1064,3 +1064,131 @@ async fn the_database_itself_refuses_overlapping_active_appointments_of_one_agen
     other_agent.agent_id = Set(None);
     other_agent.insert(app.db()).await.unwrap();
 }
+
+#[tokio::test]
+async fn hostile_input_never_gets_a_5xx() {
+    let app = TestApp::spawn_with(|k| (k == "RATE_LIMITS").then(|| "off".to_string())).await;
+    let admin = app.new_broker().await;
+    let lead = complete_lead(&app, &admin).await;
+    let monday = next_monday();
+    let start = local(monday, 10, 0).to_rfc3339();
+    let a = book(&app, &admin, json!({"lead_id": lead, "start_time": start})).await;
+    let window = json!({"day_of_week": 1, "start_time": "09:00", "end_time": "10:00", "slot_duration_minutes": 60,
+        "valid_from": "2026-01-01", "valid_until": "2099-12-31", "appointment_type": "other", "agent_id": admin.id, "notes": "x"});
+    let slot =
+        expect(post(&app, &admin, "/api/broker/calendar/availability", window.clone()).await, 201).await["id"].clone();
+    let endpoints = [
+        (
+            "POST",
+            "/api/v1/appointments".to_string(),
+            json!({"lead_id": lead, "start_time": local(monday, 12, 0).to_rfc3339(),
+            "duration_minutes": 60, "appointment_type": "virtual_meeting", "agent_id": admin.id, "location": "x",
+            "property_address": "x", "notes": "x", "lead_notes": "x"}),
+        ),
+        (
+            "PUT",
+            format!("/api/v1/appointments/{}", a["id"]),
+            json!({"start_time": start, "duration_minutes": 60,
+            "appointment_type": "phone_call", "agent_id": admin.id, "status": "scheduled", "location": "x",
+            "property_address": "x", "notes": "x", "lead_notes": "x", "cancellation_reason": "x"}),
+        ),
+        ("POST", format!("/api/v1/appointments/{}/cancel", a["id"]), json!({"reason": "x"})),
+        ("POST", "/api/broker/calendar/availability".to_string(), window.clone()),
+        ("PUT", format!("/api/broker/calendar/availability/{slot}"), window),
+        (
+            "POST",
+            "/api/broker/calendar/blocks".to_string(),
+            json!({"start_time": local(monday, 13, 0).to_rfc3339(),
+            "end_time": local(monday, 14, 0).to_rfc3339(), "reason": "x", "notes": "x", "agent_id": admin.id}),
+        ),
+    ];
+    let values = [
+        json!(12345),
+        json!(true),
+        json!([]),
+        json!({}),
+        json!("x".repeat(100_000)),
+        json!("\u{0000}\u{0007}"),
+        json!("'; DROP TABLE appointments; --"),
+        json!("<script>alert(1)</script>"),
+        json!("🏠🏡".repeat(300)),
+        json!(-1),
+        json!(1e308),
+        json!(i64::MAX),
+        json!("+262142-12-31T23:30:00"),
+        json!("9999-12-31T23:59:59Z"),
+        json!("24:00"),
+        json!(""),
+        Value::Null,
+    ];
+    let client = app.client();
+    for (method, path, template) in &endpoints {
+        for field in template.as_object().unwrap().keys() {
+            for v in &values {
+                let mut b = template.clone();
+                b[field] = v.clone();
+                let req = match *method {
+                    "POST" => client.post(path),
+                    _ => client.put(path),
+                };
+                let resp = req.header("authorization", admin.bearer()).body_json(&b).send().await;
+                let status = resp.0.status().as_u16();
+                let got = body(resp).await;
+                assert!(status < 500, "{method} {path} {field}={v}: {status} {got}");
+                if status >= 400 {
+                    assert!(got["code"].is_string() && !got["detail"].is_null(), "{method} {path} {field}={v}: {got}");
+                }
+            }
+        }
+    }
+    let queries = [
+        "",
+        " ",
+        "9999-12-31",
+        "0000-01-01",
+        "-1",
+        "99999999999999999999",
+        "<script>",
+        "'; DROP",
+        "🏠",
+        "2026-13-01",
+        "1e308",
+    ];
+    let lists = [
+        (
+            "/api/v1/appointments",
+            vec![
+                "lead_id",
+                "agent_id",
+                "status",
+                "date_from",
+                "date_to",
+                "start_date",
+                "end_date",
+                "broker_id",
+                "skip",
+                "limit",
+            ],
+        ),
+        (
+            "/api/v1/appointments/available-slots",
+            vec!["start_date", "end_date", "agent_id", "duration_minutes", "appointment_type", "broker_id"],
+        ),
+        ("/api/broker/calendar/status", vec!["broker_id"]),
+        ("/api/broker/calendar/callback", vec!["code", "state", "error"]),
+    ];
+    for (path, params) in &lists {
+        for param in params {
+            for q in queries {
+                let mut req = client.get(*path).header("authorization", admin.bearer()).query(*param, &q);
+                if *path == "/api/v1/appointments/available-slots" && *param != "start_date" {
+                    req = req.query("start_date", &monday.to_string());
+                }
+                let resp = req.send().await;
+                let status = resp.0.status().as_u16();
+                let got = body(resp).await;
+                assert!(status < 500, "GET {path}?{param}={q}: {status} {got}");
+            }
+        }
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Utc};
 
 use crate::entities::appointments;
 use crate::error::{Error, FieldError, Result};
@@ -210,10 +210,13 @@ pub struct AppointmentPatch {
 /// America/Santiago wall-clock time (`2026-03-10T10:00`, `2026-03-10 10:00:00`).
 pub fn parse_start_time(raw: &str, loc: FieldError) -> Result<DateTime<Utc>> {
     let raw = raw.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(t.with_timezone(&Utc));
-    }
     let invalid = |msg: &str| Error::invalid("validation_error", FieldError { msg: msg.into(), ..loc.clone() });
+    let sane = |t: DateTime<Utc>| {
+        if (1970..=9999).contains(&t.year()) { Ok(t) } else { Err(invalid("the year must be between 1970 and 9999")) }
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return sane(t.with_timezone(&Utc));
+    }
     let normalized = raw.replacen(' ', "T", 1);
     let naive = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
         .iter()
@@ -221,10 +224,12 @@ pub fn parse_start_time(raw: &str, loc: FieldError) -> Result<DateTime<Utc>> {
         .ok_or_else(|| {
             invalid("expected an ISO 8601 date-time (RFC 3339, or local America/Santiago time without offset)")
         })?;
-    TZ.from_local_datetime(&naive)
+    let t = TZ
+        .from_local_datetime(&naive)
         .earliest()
         .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| invalid("this local time does not exist in America/Santiago (the clocks skip it)"))
+        .ok_or_else(|| invalid("this local time does not exist in America/Santiago (the clocks skip it)"))?;
+    sane(t)
 }
 
 /// Placeholder names that channel leads get before they say who they are.
@@ -268,6 +273,8 @@ mod tests {
         assert_eq!(err.detail()[0]["loc"], serde_json::json!(["body", "start_time"]));
         // 00:30 on the September change day is skipped by the clocks.
         assert!(parse_start_time("2026-09-06T00:30:00", loc()).is_err());
+        assert!(parse_start_time("+262142-12-31T23:30:00", loc()).is_err());
+        assert!(parse_start_time("1900-01-01T10:00:00Z", loc()).is_err());
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! offset and start time is ever recorded, whatever the retries and duplicates.
 //!
 //! Telegram and WhatsApp senders do not exist yet: a reminder is recorded as an outbound
-//! `chat_messages` row (`sender_type = system`) on the lead's last inbound channel (`webchat` when
-//! none), with status `sent` for webchat (the dashboard is its delivery) and `pending` for the other
+//! `chat_messages` row (`sender_type = system`) on the lead's last inbound written channel
+//! (`webchat` when none), with status `sent` for webchat (the dashboard is its delivery) and `pending` for the other
 //! channels, whose senders will deliver it.
 
 use chrono::{DateTime, Datelike, Duration, Utc};
@@ -222,6 +222,8 @@ pub async fn send(
         .columns([chat_messages::Column::Provider, chat_messages::Column::ChannelUserId])
         .filter(chat_messages::Column::LeadId.eq(lead.id))
         .filter(chat_messages::Column::Direction.eq("in"))
+        // A call is no channel for a written reminder.
+        .filter(chat_messages::Column::Provider.ne("voice"))
         .order_by_desc(chat_messages::Column::CreatedAt)
         .order_by_desc(chat_messages::Column::Id)
         .into_tuple()

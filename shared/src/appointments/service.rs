@@ -12,7 +12,7 @@
 //! After each commit: a WebSocket event to the broker, a `calendar_sync` job when the broker has a
 //! Google connection, and reminder jobs 24 h and 1 h before a new start time.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, Set,
     TransactionTrait,
@@ -111,9 +111,15 @@ fn duration_of(minutes: Option<i64>) -> Result<i64> {
     Ok(minutes)
 }
 
+/// Appointments are booked at most this far ahead.
+pub const MAX_AHEAD_DAYS: i64 = 730;
+
 fn future_start(start: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
     if start <= now {
         return Err(Error::invalid_body("start_time", "start_time must be in the future"));
+    }
+    if start > now + Duration::days(MAX_AHEAD_DAYS) {
+        return Err(Error::invalid_body("start_time", "start_time must be within the next two years"));
     }
     Ok(())
 }
@@ -287,6 +293,9 @@ async fn write(infra: &Infra, ctx: &Ctx, id: i64, patch: AppointmentPatch, inten
         return one_with_names(&infra.db, current).await;
     }
     let start = patch.start_time.unwrap_or(current.start_time);
+    if start != current.start_time {
+        future_start(start, now)?;
+    }
     let minutes = duration.unwrap_or_else(|| i64::from(current.duration_minutes));
     let end = start + Duration::minutes(minutes);
     let moved = start != current.start_time || end != current.end_time;
@@ -440,7 +449,9 @@ fn query_date(raw: Option<&str>, field: &str) -> Result<Option<NaiveDate>> {
     raw.filter(|r| !r.trim().is_empty())
         .map(|r| {
             NaiveDate::parse_from_str(r.trim(), "%Y-%m-%d")
-                .map_err(|_| Error::invalid_query(field, "expected a date as YYYY-MM-DD"))
+                .ok()
+                .filter(|d| (1970..=9999).contains(&d.year()))
+                .ok_or_else(|| Error::invalid_query(field, "expected a date as YYYY-MM-DD"))
         })
         .transpose()
 }
@@ -559,7 +570,9 @@ pub async fn next_free_slots(
     let duration = DEFAULT_DURATION as u32;
     let mut slots = Vec::new();
     for days in [DEFAULT_RANGE_DAYS, MAX_RANGE_DAYS] {
-        let last_day = first_day + Duration::days(days);
+        let Some(last_day) = first_day.checked_add_signed(Duration::days(days)).filter(|d| d.year() <= 9999) else {
+            break;
+        };
         slots = slots_between(infra, broker_id, &agents, first_day, last_day, duration, kind, now).await?;
         if slots.len() >= count {
             break;
