@@ -293,15 +293,13 @@ async fn write(infra: &Infra, ctx: &Ctx, id: i64, patch: AppointmentPatch, inten
         return one_with_names(&infra.db, current).await;
     }
     let start = patch.start_time.unwrap_or(current.start_time);
+    // A new start must lie ahead; a past appointment may still get its real duration recorded.
     if start != current.start_time {
         future_start(start, now)?;
     }
     let minutes = duration.unwrap_or_else(|| i64::from(current.duration_minutes));
     let end = start + Duration::minutes(minutes);
     let moved = start != current.start_time || end != current.end_time;
-    if moved {
-        future_start(start, now)?;
-    }
     let agent_id = match patch.agent_id {
         Some(a) if Some(a) != current.agent_id => Some(repo::active_agent(&txn, current.broker_id, a).await?.id),
         _ => current.agent_id,
