@@ -8,6 +8,7 @@ mod m20261127_000003_performed_effects;
 mod m20261127_000004_dead_jobs;
 mod m20261127_000005_csv_imports;
 mod m20261201_000001_knowledge_base;
+mod m20261201_000002_appointments;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_dead_jobs::Migration),
             Box::new(m20261127_000005_csv_imports::Migration),
             Box::new(m20261201_000001_knowledge_base::Migration),
+            Box::new(m20261201_000002_appointments::Migration),
         ]
     }
 }

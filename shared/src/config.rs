@@ -36,6 +36,8 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// External providers: base URLs (tests point them at local fakes) and platform credentials.
     pub providers: Providers,
+    /// The dashboard's address, where OAuth callbacks send the browser back (`FRONTEND_URL`).
+    pub frontend_url: String,
 }
 
 /// Every external service's address and the platform-wide credentials (SPEC §1). A broker's own
@@ -201,6 +203,7 @@ impl Settings {
                     parse_num("PROVIDER_TIMEOUT_MS", 15_000)?.clamp(100, 300_000),
                 ),
             },
+            frontend_url: base_url("FRONTEND_URL", "http://localhost:5173"),
         })
     }
 

@@ -8,12 +8,14 @@
 //! - [`entities`]: sea-orm entities of every table.
 //! - [`auth`], [`leads`], [`brokers`], [`audit`], [`knowledge`]: one module per feature (model, repo,
 //!   service); [`pipeline`]: stage rules.
+//! - [`appointments`]: bookings, availability, the broker's Google Calendar and reminders.
 //! - [`jobs`]: the queue contract (one module per queue); [`effects`]: idempotent side effects;
 //!   [`tasks`]: dead jobs.
 //! - [`integrations`]: clients of external providers, with circuit breakers.
 //! - [`chat`]: Sofía's conversation engine (pure rules: message extraction).
 //! - [`text`], [`crypto`], [`ratelimit`], [`events`], [`redis_conn`]: small shared tools.
 
+pub mod appointments;
 pub mod audit;
 pub mod auth;
 pub mod brokers;

@@ -3,9 +3,11 @@
 
 mod common;
 
+mod appointments;
 mod auth;
 mod breaker;
 mod brokers;
+mod calendar;
 mod crash;
 mod jobs;
 mod kb;

@@ -1,8 +1,10 @@
 //! One file per feature area, each its own `#[OpenApi]` struct; `openapi.rs` composes them.
 
 pub mod admin;
+pub mod appointments;
 pub mod auth;
 pub mod brokers;
+pub mod calendar;
 pub mod kb;
 pub mod leads;
 pub mod tasks;
@@ -24,6 +26,10 @@ pub enum ApiTags {
     KnowledgeBase,
     /// Platform administration: audit log
     Admin,
+    /// Appointments: booking, rescheduling, cancelling, free slots
+    Appointments,
+    /// The broker's availability, blocked time and Google Calendar connection
+    Calendar,
     /// Service information and health
     Utility,
 }

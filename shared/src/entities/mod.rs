@@ -2,7 +2,11 @@
 //! Behaviour lives in the feature modules, not here.
 
 pub mod activity_log;
+pub mod appointment_blocks;
+pub mod appointments;
 pub mod audit_logs;
+pub mod availability_slots;
+pub mod broker_calendar_connections;
 pub mod broker_chat_configs;
 pub mod broker_lead_configs;
 pub mod broker_prompt_configs;

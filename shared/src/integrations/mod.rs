@@ -2,11 +2,13 @@
 //! provider's real wire format, pointed at a configurable base URL (tests use local fakes).
 //!
 //! - [`breaker`]: a circuit breaker per provider, shared by every process through Redis.
+//! - [`google`]: OAuth and Calendar (events with Meet links, free/busy).
 //! - [`http`] here: one `reqwest::Client` per process and the mapping of provider answers into
 //!   [`Error::Upstream`] (permanent for 4xx other than 408/429, transient otherwise; SPEC §15).
 
 pub mod breaker;
 pub mod embeddings;
+pub mod google;
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -2,9 +2,11 @@
 //! [`crate::queue`] decides retry or dead letter from it). [`spawn_consumers`] starts one consumer
 //! per queue; a new job type adds its handler file and one line there.
 
+pub mod calendar_sync;
 pub mod csv_import;
 pub mod embedding;
 pub mod noop;
+pub mod notification;
 
 use shared::Infra;
 use tokio::sync::watch;
@@ -26,6 +28,8 @@ pub fn spawn_consumers(
         // Imports are long and database-heavy: two at a time per process.
         spawn.queue(csv_import::run, QueueOptions { concurrency: 2, ..opts.clone() }),
         spawn.queue(embedding::run, opts.clone()),
+        spawn.queue(calendar_sync::run, opts.clone()),
+        spawn.queue(notification::run, opts.clone()),
     ]
 }
 

@@ -1,0 +1,22 @@
+//! Appointments: viewings and meetings of a lead with an agent, the broker's availability, its
+//! Google Calendar, and reminders.
+//!
+//! - [`model`]: parsed types (`AppointmentType`, `AppointmentStatus`, `NewAppointment`, …) and the
+//!   small booking rules; [`repo`]: tenant-scoped queries; [`service`]: the use cases, including
+//!   [`service::book`] and [`service::next_free_slots`] for the conversation engine.
+//! - [`availability`]: the pure computation of free slots (windows − busy time, DST-aware).
+//! - [`schedule`]: availability windows and blocks (`/api/broker/calendar/…`).
+//! - [`calendar`]: the broker's Google connection (OAuth, tokens, free/busy); [`sync`]: the
+//!   `calendar_sync` job; [`reminders`]: the 24 h / 1 h reminders (`notification` job).
+
+pub mod availability;
+pub mod calendar;
+pub mod model;
+pub mod reminders;
+pub mod repo;
+pub mod schedule;
+pub mod service;
+pub mod sync;
+
+pub use availability::Slot;
+pub use model::{Appointment, AppointmentStatus, AppointmentType, NewAppointment};
