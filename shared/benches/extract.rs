@@ -66,7 +66,7 @@ fn main() {
             black_box(extract(black_box(text), &ExtractCtx { now, expecting, offered_slots: &offered }));
             latencies_ns.push(t.elapsed().as_nanos() as u64);
             n += 1;
-            if n % 256 == 0 && Instant::now() > deadline {
+            if n.is_multiple_of(256) && Instant::now() > deadline {
                 break 'outer;
             }
         }

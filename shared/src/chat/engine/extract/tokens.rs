@@ -91,12 +91,12 @@ fn is_combining(c: char) -> bool {
 }
 
 /// One element of a phrase pattern.
-struct Elem<'p> {
-    alternatives: Vec<&'p str>,
+struct Elem {
+    alternatives: Vec<Box<str>>,
     optional: bool,
 }
 
-fn parse_pattern(pattern: &str) -> Vec<Elem<'_>> {
+fn parse_pattern(pattern: &str) -> Vec<Elem> {
     pattern
         .split_whitespace()
         .map(|w| {
@@ -104,9 +104,28 @@ fn parse_pattern(pattern: &str) -> Vec<Elem<'_>> {
                 Some(rest) if !rest.is_empty() => (rest, true),
                 _ => (w, false),
             };
-            Elem { alternatives: w.split('|').collect(), optional }
+            Elem { alternatives: w.split('|').map(Box::from).collect(), optional }
         })
         .collect()
+}
+
+thread_local! {
+    /// Parsed patterns, per thread. The patterns are the rules' constants (and a few phrases built
+    /// from them), so the cache stays small; parsing each on every call was most of the cost.
+    static PATTERNS: std::cell::RefCell<std::collections::HashMap<Box<str>, std::rc::Rc<[Elem]>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The parsed form of `pattern`, from the cache.
+fn compiled(pattern: &str) -> std::rc::Rc<[Elem]> {
+    PATTERNS.with(|cache| {
+        if let Some(elems) = cache.borrow().get(pattern) {
+            return elems.clone();
+        }
+        let elems: std::rc::Rc<[Elem]> = parse_pattern(pattern).into();
+        cache.borrow_mut().insert(pattern.into(), elems.clone());
+        elems
+    })
 }
 
 fn elem_matches(alt: &str, token: &Token) -> bool {
@@ -135,12 +154,12 @@ fn match_elems(tokens: &[Token], i: usize, elems: &[Elem]) -> Option<usize> {
 /// makes a word optional and a trailing `*` matches any word with that prefix. Punctuation
 /// between words breaks a phrase ("no, tengo dicom" is not "no tengo dicom").
 pub(super) fn match_at(tokens: &[Token], i: usize, pattern: &str) -> Option<usize> {
-    match_elems(tokens, i, &parse_pattern(pattern))
+    match_elems(tokens, i, &compiled(pattern))
 }
 
 /// The first match of a phrase in `tokens[from..to]`, as a token span.
 pub(super) fn find_in(tokens: &[Token], from: usize, to: usize, pattern: &str) -> Option<(usize, usize)> {
-    let elems = parse_pattern(pattern);
+    let elems = compiled(pattern);
     (from..to.min(tokens.len()))
         .find_map(|i| match_elems(tokens, i, &elems).filter(|&end| end <= to && end > i).map(|end| (i, end)))
 }
@@ -171,7 +190,7 @@ fn negated_before(tokens: &[Token], i: usize) -> bool {
 /// A phrase that is not negated just before it.
 pub(super) fn has_unnegated(tokens: &[Token], patterns: &[&str]) -> bool {
     patterns.iter().any(|p| {
-        let elems = parse_pattern(p);
+        let elems = compiled(p);
         (0..tokens.len())
             .any(|i| match_elems(tokens, i, &elems).is_some_and(|end| end > i) && !negated_before(tokens, i))
     })
