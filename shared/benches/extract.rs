@@ -2,6 +2,7 @@
 //!
 //!   cargo bench -p shared --bench extract            # prints the figures
 //!   BENCH_OUT=bench/results/extract.json cargo bench -p shared --bench extract
+//!   BENCH_MESSAGES=3000 valgrind --tool=callgrind target/release/deps/extract-…   # instructions per message
 //!
 //! Runs `extract` over a corpus of realistic lead messages (the reference's conversation corpus and
 //! typical replies to each of Sofía's questions) for `BENCH_SECONDS` (default 3) on one thread and
@@ -48,6 +49,8 @@ const CORPUS: &[(&str, &[Field])] = &[
 
 fn main() {
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    // A fixed number of messages instead (for instruction counts under `valgrind --tool=callgrind`).
+    let fixed: Option<u64> = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok());
     let now: DateTime<Utc> = DateTime::parse_from_rfc3339("2026-12-01T15:00:00Z")
         .map(|d| d.with_timezone(&Utc))
         .unwrap_or_else(|_| Utc::now());
@@ -66,7 +69,11 @@ fn main() {
             black_box(extract(black_box(text), &ExtractCtx { now, expecting, offered_slots: &offered }));
             latencies_ns.push(t.elapsed().as_nanos() as u64);
             n += 1;
-            if n.is_multiple_of(256) && Instant::now() > deadline {
+            let done = match fixed {
+                Some(limit) => n >= limit,
+                None => n.is_multiple_of(256) && Instant::now() > deadline,
+            };
+            if done {
                 break 'outer;
             }
         }

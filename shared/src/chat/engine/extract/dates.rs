@@ -327,18 +327,21 @@ fn time_suffix_at(tokens: &[Token], i: usize, after_lead_in: bool) -> (Option<Pe
 
 /// "en la mañana", "por la tarde", "de la noche", "en la mañanita".
 fn period_at(tokens: &[Token], i: usize, after_hour: bool) -> Option<(Period, usize)> {
-    let lead = if after_hour { "de|en|por la" } else { "en|por|de|durante|esta la?" };
-    let pattern = |p: &str| format!("{lead} {p}");
-    if let Some(e) = match_at(tokens, i, &pattern("manana|mananita")) {
-        return Some((Period::Morning, e));
-    }
-    if let Some(e) = match_at(tokens, i, &pattern("tarde|tardecita")) {
-        return Some((Period::Afternoon, e));
-    }
-    if let Some(e) = match_at(tokens, i, &pattern("noche")) {
-        return Some((Period::Evening, e));
-    }
-    None
+    // After an hour the period is introduced by "de|en|por la"; alone, by a wider lead-in.
+    let patterns: [(&'static str, Period); 3] = if after_hour {
+        [
+            ("de|en|por la manana|mananita", Period::Morning),
+            ("de|en|por la tarde|tardecita", Period::Afternoon),
+            ("de|en|por la noche", Period::Evening),
+        ]
+    } else {
+        [
+            ("en|por|de|durante|esta la? manana|mananita", Period::Morning),
+            ("en|por|de|durante|esta la? tarde|tardecita", Period::Afternoon),
+            ("en|por|de|durante|esta la? noche", Period::Evening),
+        ]
+    };
+    patterns.into_iter().find_map(|(p, period)| match_at(tokens, i, p).map(|e| (period, e)))
 }
 
 fn clock(hour: u32, minute: u32, period: Option<Period>, short_hour: bool) -> Option<NaiveTime> {

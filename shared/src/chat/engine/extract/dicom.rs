@@ -88,7 +88,7 @@ fn negated(tokens: &[Token], start: usize) -> bool {
         .is_some_and(|t| matches!(t.folded.as_str(), "no" | "nunca" | "ni" | "tampoco" | "sin" | "jamas"))
 }
 
-fn first_match(tokens: &[Token], patterns: &[&str], check_negation: bool) -> Option<(usize, usize)> {
+fn first_match(tokens: &[Token], patterns: &[&'static str], check_negation: bool) -> Option<(usize, usize)> {
     patterns
         .iter()
         .filter_map(|p| find(tokens, p))

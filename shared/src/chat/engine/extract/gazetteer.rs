@@ -219,28 +219,58 @@ pub(super) fn find_places(tokens: &[Token], expecting: bool) -> Vec<PlaceMatch> 
     out
 }
 
+/// One spelling of a place, split once.
+struct Form {
+    place: &'static Place,
+    words: Vec<&'static str>,
+    /// The words written together ("lascondes"), for names typed without spaces.
+    joined: String,
+}
+
+/// Every spelling, grouped by first letter (exact and typo matches keep the first letter).
+static FORMS: std::sync::LazyLock<std::collections::HashMap<char, Vec<Form>>> = std::sync::LazyLock::new(|| {
+    let mut by_first: std::collections::HashMap<char, Vec<Form>> = std::collections::HashMap::new();
+    for place in PLACES {
+        for form in place.forms {
+            let Some(first) = form.chars().next() else { continue };
+            let words: Vec<&'static str> = form.split(' ').collect();
+            by_first.entry(first).or_default().push(Form { place, joined: words.concat(), words });
+        }
+    }
+    by_first
+});
+
+/// The most words any spelling has.
+const MAX_FORM_WORDS: usize = 6;
+
 /// The place named at token `i` and the index past it: exact spellings first (longest), then typos.
 fn best_at(tokens: &[Token], i: usize) -> Option<(&'static Place, usize)> {
     // Every spelling, exact or with a typo, starts with the letter the message has.
     let first = tokens.get(i)?.folded.chars().next()?;
-    let candidates =
-        || PLACES.iter().flat_map(|p| p.forms.iter().map(move |f| (p, *f))).filter(move |(_, f)| f.starts_with(first));
-    let exact = candidates()
-        .filter_map(|(p, form)| exact_match(tokens, i, form).map(|end| (p, end, form.len())))
+    let candidates = FORMS.get(&first)?;
+    let got = word_tokens_from(tokens, i, MAX_FORM_WORDS);
+    let exact = candidates
+        .iter()
+        .filter_map(|f| exact_match(tokens, i, &got, f).map(|end| (f.place, end, f.joined.len() + f.words.len())))
         .max_by_key(|&(_, end, len)| (end, len));
     if let Some((p, end, _)) = exact {
         return Some((p, end));
     }
-    candidates()
-        .filter(|(p, _)| !p.needs_cue)
-        .filter_map(|(p, form)| typo_match(tokens, i, form).map(|(end, dist)| (p, end, dist)))
+    // A typo is forgiven only in a written word of six letters or more.
+    if !got.iter().any(|(_, g)| g.len() >= 6) {
+        return None;
+    }
+    candidates
+        .iter()
+        .filter(|f| !f.place.needs_cue)
+        .filter_map(|f| typo_match(tokens, i, &got, f).map(|(end, dist)| (f.place, end, dist)))
         .min_by_key(|&(_, end, dist)| (dist, std::cmp::Reverse(end)))
         .map(|(p, end, _)| (p, end))
 }
 
 /// Word tokens from `i`, skipping the dots of abbreviations ("pto. montt").
 fn word_tokens_from<'t>(tokens: &'t [Token], i: usize, n: usize) -> Vec<(usize, &'t str)> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(n);
     let mut j = i;
     while out.len() < n {
         match tokens.get(j) {
@@ -253,14 +283,13 @@ fn word_tokens_from<'t>(tokens: &'t [Token], i: usize, n: usize) -> Vec<(usize, 
     out
 }
 
-fn exact_match(tokens: &[Token], i: usize, form: &str) -> Option<usize> {
-    let words: Vec<&str> = form.split(' ').collect();
-    let got = word_tokens_from(tokens, i, words.len());
-    if got.len() == words.len() && got.iter().zip(&words).all(|((_, g), w)| g == w) {
-        return got.last().map(|(j, _)| j + 1);
+fn exact_match(tokens: &[Token], i: usize, got: &[(usize, &str)], form: &Form) -> Option<usize> {
+    let n = form.words.len();
+    if got.len() >= n && got.iter().zip(&form.words).all(|((_, g), w)| g == w) {
+        return got.get(n - 1).map(|(j, _)| j + 1);
     }
     let first = tokens.get(i)?;
-    (words.len() > 1 && first.folded == words.concat()).then_some(i + 1)
+    (n > 1 && first.folded == form.joined).then_some(i + 1)
 }
 
 /// Allowed edits for a word of this many letters: none below 6, one up to 9, two from 10.
@@ -275,70 +304,101 @@ fn typo_budget(len: usize) -> usize {
 const ARTICLES: &[&str] = &["el", "la", "lo", "los", "las", "de", "del"];
 
 /// A spelling with a typo: word by word (articles exact), or all the words written together.
-fn typo_match(tokens: &[Token], i: usize, form: &str) -> Option<(usize, usize)> {
-    let words: Vec<&str> = form.split(' ').collect();
-    let got = word_tokens_from(tokens, i, words.len());
-    if got.len() == words.len() {
+fn typo_match(tokens: &[Token], i: usize, got: &[(usize, &str)], form: &Form) -> Option<(usize, usize)> {
+    let n = form.words.len();
+    if got.len() >= n {
         let mut total = 0;
         let mut ok = true;
-        for ((_, g), w) in got.iter().zip(&words) {
+        for ((_, g), w) in got.iter().zip(&form.words) {
             if g == w {
                 continue;
             }
             match word_typo(g, w) {
                 Some(d) if !ARTICLES.contains(w) => total += d,
-                _ => ok = false,
+                _ => {
+                    ok = false;
+                    break;
+                }
             }
         }
         if ok && total > 0 {
-            return got.last().map(|(j, _)| (j + 1, total));
+            return got.get(n - 1).map(|(j, _)| (j + 1, total));
         }
     }
-    if words.len() > 1 {
+    if n > 1 {
         let first = tokens.get(i)?;
-        return word_typo(&first.folded, &words.concat()).map(|d| (i + 1, d));
+        return word_typo(&first.folded, &form.joined).map(|d| (i + 1, d));
     }
     None
 }
 
 /// Edits between a written word and a place word, when small enough to be a typo of it.
 fn word_typo(written: &str, name: &str) -> Option<usize> {
-    let budget = typo_budget(name.chars().count());
+    let name_len = name.chars().count();
+    let budget = typo_budget(name_len);
+    let written_len = written.chars().count();
     let plausible = budget > 0
-        && written.chars().count() >= 6
+        && written_len >= 6
+        && written_len.abs_diff(name_len) <= budget
         && written.chars().next() == name.chars().next()
         && !NOT_TYPOS.contains(&written);
-    if !plausible {
+    if !plausible || bag_distance(written, name) > budget {
         return None;
     }
     let d = edit_distance(written, name);
     (d > 0 && d <= budget).then_some(d)
 }
 
+/// A cheap lower bound of the edit distance: letters of one word the other lacks (as multisets),
+/// the larger of the two directions. Rules out most non-typos before the full distance.
+fn bag_distance(a: &str, b: &str) -> usize {
+    if !(a.is_ascii() && b.is_ascii()) {
+        return 0;
+    }
+    let mut counts = [0i32; 128];
+    for c in a.bytes() {
+        counts[usize::from(c & 0x7f)] += 1;
+    }
+    for c in b.bytes() {
+        counts[usize::from(c & 0x7f)] -= 1;
+    }
+    let (extra, missing) = counts.iter().fold((0, 0), |(e, m), &c| if c > 0 { (e + c, m) } else { (e, m - c) });
+    extra.max(missing) as usize
+}
+
 /// Optimal string alignment distance (Levenshtein plus swapping two neighbours).
 pub(super) fn edit_distance(a: &str, b: &str) -> usize {
+    // Place words are short ASCII after folding: compare bytes on the stack when both fit.
+    const MAX: usize = 32;
+    if a.is_ascii() && b.is_ascii() && a.len() < MAX && b.len() < MAX {
+        return osa(a.as_bytes(), b.as_bytes());
+    }
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
+    osa(&a, &b)
+}
+
+fn osa<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    // Three rows suffice: the swap looks two rows back.
     let width = b.len() + 1;
-    let mut d = vec![0usize; (a.len() + 1) * width];
-    let at = |i: usize, j: usize| i * width + j;
-    for i in 0..=a.len() {
-        d[at(i, 0)] = i;
+    let mut rows = [vec![0usize; width], (0..width).collect::<Vec<_>>(), vec![0usize; width]];
+    if a.is_empty() {
+        return b.len();
     }
-    for j in 0..=b.len() {
-        d[at(0, j)] = j;
-    }
+    let (mut prev2, mut prev, mut cur) = (0usize, 1usize, 2usize);
     for i in 1..=a.len() {
+        rows[cur][0] = i;
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[at(i - 1, j)] + 1).min(d[at(i, j - 1)] + 1).min(d[at(i - 1, j - 1)] + cost);
+            let mut best = (rows[prev][j] + 1).min(rows[cur][j - 1] + 1).min(rows[prev][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[at(i - 2, j - 2)] + 1);
+                best = best.min(rows[prev2][j - 2] + 1);
             }
-            d[at(i, j)] = best;
+            rows[cur][j] = best;
         }
+        (prev2, prev, cur) = (prev, cur, prev2);
     }
-    d[at(a.len(), b.len())]
+    rows[prev][b.len()]
 }
 
 /// "en La Reina", "comuna de Colina", "soy de Renca", "por La Florida", or an article name
@@ -400,6 +460,15 @@ fn is_bare_reply(tokens: &[Token]) -> bool {
 mod tests {
     use super::super::tokens::tokenize;
     use super::*;
+
+    #[test]
+    fn no_spelling_has_more_words_than_the_matcher_reads() {
+        for place in PLACES {
+            for form in place.forms {
+                assert!(form.split(' ').count() <= MAX_FORM_WORDS, "{form}");
+            }
+        }
+    }
     use crate::text::fold;
 
     fn places(text: &str) -> Vec<&'static str> {

@@ -7,7 +7,7 @@ use super::gazetteer;
 use super::tokens::{Kind, Token, match_at};
 
 /// Words that end a name ("Gabriel y mi número…", "Juan Pérez de Maipú").
-const CUT_WORDS: &str = "y e o u mi mis numero nro telefono fono cel celular whatsapp wsp correo email mail es el la los las \
+static CUT_WORDS: &str = "y e o u mi mis numero nro telefono fono cel celular whatsapp wsp correo email mail es el la los las \
     lo de del al a con en por para que pero tengo tenemos vivo vivimos busco buscamos buscando estoy \
     estamos quiero queremos quisiera necesito me te le les nos se su sus tu tus un una unos unas desde \
     aqui aca gracias hola porfa favor rut edad anos trabajo trabajando soy somos interesa interesado \
@@ -17,7 +17,7 @@ const CUT_WORDS: &str = "y e o u mi mis numero nro telefono fono cel celular wha
     parcela propiedad dicom hablo escribe habla saludos chao adios ok";
 
 /// First words that are greetings or fillers, never a name.
-const NOT_A_FIRST_WORD: &str = "hola ola holi holaa buenas buenos buen buena gracias si no ok okay oka dale ya bueno claro perfecto \
+static NOT_A_FIRST_WORD: &str = "hola ola holi holaa buenas buenos buen buena gracias si no ok okay oka dale ya bueno claro perfecto \
     listo genial excelente vale hey oye alo saludos estimado estimada estimados disculpa disculpe \
     perdon hi hello chao adios nada ninguno ninguna quizas tal sip nop obvio exacto correcto mmm ah oh \
     eh jaja jajaja wena wenas muchas mucho mil super feliz yo usted ustedes nosotros aca aqui tienen \
@@ -27,7 +27,7 @@ const NOT_A_FIRST_WORD: &str = "hola ola holi holaa buenas buenos buen buena gra
     ultima ultimo opcion cualquiera";
 
 /// What follows "soy" when it is not a name: a trait, a job, a nationality, a role.
-const NOT_NAMES: &str = "independiente independientes dependiente casado casada soltero soltera viudo viuda divorciado \
+static NOT_NAMES: &str = "independiente independientes dependiente casado casada soltero soltera viudo viuda divorciado \
     divorciada separado separada conviviente chileno chilena extranjero extranjera venezolano \
     venezolana peruano peruana colombiano colombiana argentino argentina haitiano haitiana boliviano \
     boliviana ecuatoriano ecuatoriana dominicano dominicana cubano cubana nuevo nueva cliente clienta \
@@ -50,7 +50,7 @@ const NOT_NAMES: &str = "independiente independientes dependiente casado casada 
 
 /// Common Chilean first names: a lower-case "soy gabriel" or a leading "gabriel gonzalez," is a
 /// name when the first word is one of these.
-const GIVEN_NAMES: &str = "juan jose luis carlos jorge manuel francisco pedro miguel diego sebastian matias nicolas felipe \
+static GIVEN_NAMES: &str = "juan jose luis carlos jorge manuel francisco pedro miguel diego sebastian matias nicolas felipe \
     cristian christian rodrigo pablo andres alejandro javier daniel fernando ricardo patricio gonzalo \
     claudio mauricio eduardo sergio hector victor raul roberto marcelo oscar alberto mario hugo rafael \
     ignacio tomas benjamin vicente martin agustin joaquin maximiliano lucas gabriel samuel david \
@@ -73,9 +73,19 @@ const GIVEN_NAMES: &str = "juan jose luis carlos jorge manuel francisco pedro mi
     renata carla karla paulina cristina marisa noemi estela eugenia francesca josefina mercedes dominga \
     colomba ester esther";
 
-/// The lists above are words separated by white space.
-fn in_list(list: &str, w: &str) -> bool {
-    list.split_whitespace().any(|x| x == w)
+/// The lists above are words separated by white space; each is read into a set once.
+fn in_list(list: &'static str, w: &str) -> bool {
+    type Sets = std::collections::HashMap<usize, std::collections::HashSet<&'static str>>;
+    static SETS: std::sync::LazyLock<Sets> = std::sync::LazyLock::new(|| {
+        [GIVEN_NAMES, NOT_A_FIRST_WORD, NOT_NAMES, CUT_WORDS]
+            .into_iter()
+            .map(|l| (l.as_ptr() as usize, l.split_whitespace().collect()))
+            .collect()
+    });
+    match SETS.get(&(list.as_ptr() as usize)) {
+        Some(set) => set.contains(w),
+        None => list.split_whitespace().any(|x| x == w),
+    }
 }
 
 /// How the name was introduced: explicit triggers accept any name-like words.

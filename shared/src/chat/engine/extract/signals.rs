@@ -155,15 +155,19 @@ const HUMAN_NOUNS: &str = "persona|personas|humano|humana|ejecutivo|ejecutiva|as
 /// "quiero hablar con una persona", "un humano", "pásame con un ejecutivo", "no quiero hablar con
 /// un bot". A refusal ("no necesito hablar con un ejecutivo") does not count.
 pub(super) fn wants_human(tokens: &[Token]) -> bool {
-    let talk = format!(
-        "hablar|conversar|comunicarme|contactarme|atenderme|atienda|hable con? un|una|el|la|alguna|algun? {HUMAN_NOUNS}"
-    );
-    let hand_over =
-        format!("pasame|paseme|pasenme|comunicame|comuniqueme|derivame|deriveme con? un|una|el|la? {HUMAN_NOUNS}");
+    static TALK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "hablar|conversar|comunicarme|contactarme|atenderme|atienda|hable con? un|una|el|la|alguna|algun? {HUMAN_NOUNS}"
+        )
+    });
+    static HAND_OVER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("pasame|paseme|pasenme|comunicame|comuniqueme|derivame|deriveme con? un|una|el|la? {HUMAN_NOUNS}")
+    });
+    let (talk, hand_over): (&'static str, &'static str) = (TALK.as_str(), HAND_OVER.as_str());
     let want = "quiero|necesito|prefiero|exijo un|una humano|humana|ejecutivo|ejecutiva|asesor|asesora|agente";
     let asked = [
-        talk.as_str(),
-        hand_over.as_str(),
+        talk,
+        hand_over,
         want,
         "persona real|humana",
         "persona de verdad",

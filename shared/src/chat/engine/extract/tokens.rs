@@ -15,6 +15,8 @@ pub(super) struct Token<'a> {
     pub raw: &'a str,
     /// Lower-case and accent-free ("Ñuñoa" → "nunoa").
     pub folded: String,
+    /// [`word_hash`] of `folded`, so phrase matching compares integers before strings.
+    pub hash: u64,
     pub kind: Kind,
     /// White space separates this token from the previous one ("2 M" rather than "2M").
     pub spaced: bool,
@@ -80,7 +82,9 @@ pub(super) fn tokenize(text: &str) -> Vec<Token<'_>> {
         };
         let (s, e) = (byte_at(start), byte_at(i));
         let raw = &text[s..e];
-        tokens.push(Token { raw, folded: fold(raw), kind, spaced });
+        let folded = fold(raw);
+        let hash = word_hash(&folded);
+        tokens.push(Token { raw, folded, hash, kind, spaced });
         spaced = false;
     }
     tokens
@@ -90,10 +94,33 @@ fn is_combining(c: char) -> bool {
     unicode_normalization::char::is_combining_mark(c)
 }
 
+/// A cheap hash of a folded word (FNV-1a), for fast inequality in phrase matching.
+pub(super) fn word_hash(word: &str) -> u64 {
+    word.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// One alternative of a pattern element: a folded word, or a prefix (`moros*`).
+struct Alt {
+    word: Box<str>,
+    hash: u64,
+    prefix: bool,
+}
+
 /// One element of a phrase pattern.
 struct Elem {
-    alternatives: Vec<Box<str>>,
+    alternatives: Vec<Alt>,
     optional: bool,
+    /// One bit per whole-word alternative (`hash % 64`): a token whose bit is clear matches none
+    /// of them, which rejects most positions with one AND.
+    bloom: u64,
+    /// Some alternative is a prefix (`moros*`), which the bloom bits cannot rule out.
+    has_prefix: bool,
+}
+
+impl Elem {
+    fn may_match(&self, token: &Token) -> bool {
+        self.has_prefix || self.bloom & (1 << (token.hash % 64)) != 0
+    }
 }
 
 fn parse_pattern(pattern: &str) -> Vec<Elem> {
@@ -104,34 +131,114 @@ fn parse_pattern(pattern: &str) -> Vec<Elem> {
                 Some(rest) if !rest.is_empty() => (rest, true),
                 _ => (w, false),
             };
-            Elem { alternatives: w.split('|').map(Box::from).collect(), optional }
+            let alternatives: Vec<Alt> = w
+                .split('|')
+                .map(|alt| match alt.strip_suffix('*') {
+                    Some(prefix) if !prefix.is_empty() => Alt { word: prefix.into(), hash: 0, prefix: true },
+                    _ => Alt { word: alt.into(), hash: word_hash(alt), prefix: false },
+                })
+                .collect();
+            let bloom = alternatives.iter().filter(|a| !a.prefix).fold(0u64, |m, a| m | 1 << (a.hash % 64));
+            let has_prefix = alternatives.iter().any(|a| a.prefix);
+            Elem { alternatives, optional, bloom, has_prefix }
         })
         .collect()
 }
 
-thread_local! {
-    /// Parsed patterns, per thread. The patterns are the rules' constants (and a few phrases built
-    /// from them), so the cache stays small; parsing each on every call was most of the cost.
-    static PATTERNS: std::cell::RefCell<std::collections::HashMap<Box<str>, std::rc::Rc<[Elem]>>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+/// Hashes the address of a `'static` pattern: its identity, stable for the process.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x51_7cc1_b727_220a_95);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x51_7cc1_b727_220a_95);
+    }
 }
 
-/// The parsed form of `pattern`, from the cache.
-fn compiled(pattern: &str) -> std::rc::Rc<[Elem]> {
-    PATTERNS.with(|cache| {
-        if let Some(elems) = cache.borrow().get(pattern) {
-            return elems.clone();
+/// A parsed pattern and the bits of the words that can start it.
+struct Pattern {
+    elems: &'static [Elem],
+    /// Union of the blooms of the elements a match can start with (the first one, and the ones
+    /// after it while they are optional).
+    start_bloom: u64,
+    /// A prefix or an all-optional pattern can start anywhere: no quick rejection.
+    start_anywhere: bool,
+}
+
+impl Pattern {
+    fn new(elems: &'static [Elem]) -> Self {
+        let (mut start_bloom, mut start_anywhere) = (0u64, true);
+        for e in elems {
+            start_bloom |= e.bloom;
+            if e.has_prefix {
+                break;
+            }
+            if !e.optional {
+                start_anywhere = false;
+                break;
+            }
         }
-        let elems: std::rc::Rc<[Elem]> = parse_pattern(pattern).into();
-        cache.borrow_mut().insert(pattern.into(), elems.clone());
-        elems
+        Pattern { elems, start_bloom, start_anywhere }
+    }
+
+    fn may_start(&self, token: &Token) -> bool {
+        self.start_anywhere || self.start_bloom & (1 << (token.hash % 64)) != 0
+    }
+}
+
+const FAST_SLOTS: usize = 1024;
+
+type FastSlot = std::cell::Cell<Option<((usize, usize), &'static Pattern)>>;
+
+thread_local! {
+    /// A per-thread direct-mapped cache in front of [`PARSED`] (slot by address), so a lookup is
+    /// an array access: phrase matchers run per token position, hundreds of times per message.
+    static FAST: [FastSlot; FAST_SLOTS] = const { [const { std::cell::Cell::new(None) }; FAST_SLOTS] };
+}
+
+type PatternIndex =
+    std::collections::HashMap<(usize, usize), &'static Pattern, std::hash::BuildHasherDefault<AddressHasher>>;
+
+/// Patterns parsed so far, one per `'static` pattern text for the life of the process.
+static PARSED: std::sync::LazyLock<std::sync::RwLock<PatternIndex>> = std::sync::LazyLock::new(Default::default);
+
+/// The parsed form of `pattern`.
+fn compiled_pattern(pattern: &'static str) -> &'static Pattern {
+    let key = (pattern.as_ptr() as usize, pattern.len());
+    let slot = (key.0 >> 3 ^ key.1) % FAST_SLOTS;
+    FAST.with(|fast| {
+        if let Some((k, p)) = fast[slot].get()
+            && k == key
+        {
+            return p;
+        }
+        let shared = PARSED.read().ok().and_then(|m| m.get(&key).copied());
+        let p = shared.unwrap_or_else(|| {
+            let elems: &'static [Elem] = Box::leak(parse_pattern(pattern).into_boxed_slice());
+            let parsed: &'static Pattern = Box::leak(Box::new(Pattern::new(elems)));
+            match PARSED.write() {
+                Ok(mut m) => *m.entry(key).or_insert(parsed),
+                Err(_) => parsed,
+            }
+        });
+        fast[slot].set(Some((key, p)));
+        p
     })
 }
 
-fn elem_matches(alt: &str, token: &Token) -> bool {
-    match alt.strip_suffix('*') {
-        Some(prefix) if !prefix.is_empty() => token.kind != Kind::Punct && token.folded.starts_with(prefix),
-        _ => token.folded == alt,
+fn elem_matches(alt: &Alt, token: &Token) -> bool {
+    if alt.prefix {
+        token.kind != Kind::Punct && token.folded.starts_with(&*alt.word)
+    } else {
+        alt.hash == token.hash && *alt.word == *token.folded
     }
 }
 
@@ -140,6 +247,7 @@ fn match_elems(tokens: &[Token], i: usize, elems: &[Elem]) -> Option<usize> {
         return Some(i);
     };
     if let Some(token) = tokens.get(i)
+        && first.may_match(token)
         && first.alternatives.iter().any(|alt| elem_matches(alt, token))
         && let Some(end) = match_elems(tokens, i + 1, rest)
     {
@@ -153,27 +261,41 @@ fn match_elems(tokens: &[Token], i: usize, elems: &[Elem]) -> Option<usize> {
 /// Pattern words are folded and separated by spaces; `a|b` offers alternatives, a trailing `?`
 /// makes a word optional and a trailing `*` matches any word with that prefix. Punctuation
 /// between words breaks a phrase ("no, tengo dicom" is not "no tengo dicom").
-pub(super) fn match_at(tokens: &[Token], i: usize, pattern: &str) -> Option<usize> {
-    match_elems(tokens, i, &compiled(pattern))
+pub(super) fn match_at(tokens: &[Token], i: usize, pattern: &'static str) -> Option<usize> {
+    let p = compiled_pattern(pattern);
+    match tokens.get(i) {
+        Some(t) if !p.may_start(t) => None,
+        _ => match_elems(tokens, i, p.elems),
+    }
 }
 
 /// The first match of a phrase in `tokens[from..to]`, as a token span.
-pub(super) fn find_in(tokens: &[Token], from: usize, to: usize, pattern: &str) -> Option<(usize, usize)> {
-    let elems = compiled(pattern);
-    (from..to.min(tokens.len()))
-        .find_map(|i| match_elems(tokens, i, &elems).filter(|&end| end <= to && end > i).map(|end| (i, end)))
+pub(super) fn find_in(tokens: &[Token], from: usize, to: usize, pattern: &'static str) -> Option<(usize, usize)> {
+    find_compiled(tokens, from, to, compiled_pattern(pattern))
 }
 
-pub(super) fn find(tokens: &[Token], pattern: &str) -> Option<(usize, usize)> {
+fn find_compiled(tokens: &[Token], from: usize, to: usize, p: &Pattern) -> Option<(usize, usize)> {
+    (from..to.min(tokens.len()))
+        .filter(|&i| p.may_start(&tokens[i]))
+        .find_map(|i| match_elems(tokens, i, p.elems).filter(|&end| end <= to && end > i).map(|end| (i, end)))
+}
+
+pub(super) fn find(tokens: &[Token], pattern: &'static str) -> Option<(usize, usize)> {
     find_in(tokens, 0, tokens.len(), pattern)
 }
 
-pub(super) fn has(tokens: &[Token], pattern: &str) -> bool {
+pub(super) fn has(tokens: &[Token], pattern: &'static str) -> bool {
     find(tokens, pattern).is_some()
 }
 
-pub(super) fn has_any(tokens: &[Token], patterns: &[&str]) -> bool {
-    patterns.iter().any(|p| has(tokens, p))
+pub(super) fn has_any(tokens: &[Token], patterns: &[&'static str]) -> bool {
+    // One pass over the message for the bits its words set; a pattern none of whose first words
+    // is among them cannot match anywhere.
+    let bits = tokens.iter().fold(0u64, |m, t| m | 1 << (t.hash % 64));
+    patterns.iter().any(|p| {
+        let p = compiled_pattern(p);
+        (p.start_anywhere || p.start_bloom & bits != 0) && find_compiled(tokens, 0, tokens.len(), p).is_some()
+    })
 }
 
 /// A negation among the two words before token `i` ("no es urgente", "no estoy apurado").
@@ -188,11 +310,12 @@ fn negated_before(tokens: &[Token], i: usize) -> bool {
 }
 
 /// A phrase that is not negated just before it.
-pub(super) fn has_unnegated(tokens: &[Token], patterns: &[&str]) -> bool {
+pub(super) fn has_unnegated(tokens: &[Token], patterns: &[&'static str]) -> bool {
     patterns.iter().any(|p| {
-        let elems = compiled(p);
+        let p = compiled_pattern(p);
         (0..tokens.len())
-            .any(|i| match_elems(tokens, i, &elems).is_some_and(|end| end > i) && !negated_before(tokens, i))
+            .filter(|&i| p.may_start(&tokens[i]))
+            .any(|i| match_elems(tokens, i, p.elems).is_some_and(|end| end > i) && !negated_before(tokens, i))
     })
 }
 
