@@ -12,8 +12,8 @@ use super::extract::{DicomStatus, Field, Intent, PropertyType};
 use super::policy::violation;
 use super::state::ConversationState;
 use super::turn::{
-    Action, Booking, Decision, Memory, Outcome, Plan, Reply, SlotOffer, Step, TurnInput, answered_something, fnv1a,
-    has_phrase, no_income, remember_inbound,
+    Action, Booking, Decision, Memory, Outcome, Plan, Reply, SlotOffer, Step, TurnInput, answered_something,
+    asks_booking_details, fnv1a, has_phrase, no_income, remember_inbound,
 };
 use crate::leads::model::TZ;
 
@@ -129,6 +129,10 @@ pub(crate) fn compose(inp: &TurnInput, d: &Decision, plan: &Plan, outcome: &Outc
     }
 
     let text = c.finish();
+    if state != Lost {
+        // The lead wrote back after opting out: the conversation is open again.
+        mem.opted_out = false;
+    }
     mem.turns += 1;
     remember_inbound(&mut mem, inp.text);
     if !answered_something(inp) {
@@ -261,17 +265,23 @@ fn step_text(
             }
             asked.push(Field::AppointmentChoice);
         }
-        Step::AfterBooking => {
-            let when = inp.memory.booked.as_ref().map(|b| when_long(b.start)).unwrap_or_default();
-            let vars = [("when", when)];
-            if c.answered {
-                c.say("after_booking_answered", AFTER_BOOKING_ANSWERED, &vars);
-            } else if has_phrase(inp.text, &["gracias", "muchas gracias", "buenisimo", "perfecto"]) {
-                c.say("after_booking_thanks", AFTER_BOOKING_THANKS, &vars);
-            } else {
-                c.say("after_booking", AFTER_BOOKING, &vars);
+        Step::AfterBooking => match &inp.memory.booked {
+            Some(b) if asks_booking_details(inp.text) => {
+                c.say("booking_details", BOOKING_DETAILS, &[("when", when_long(b.start))]);
+                c.booking_place(b);
             }
-        }
+            Some(b) => {
+                let vars = [("when", when_long(b.start))];
+                if c.answered {
+                    c.say("after_booking_answered", AFTER_BOOKING_ANSWERED, &vars);
+                } else if has_phrase(inp.text, &["gracias", "muchas gracias", "buenisimo", "perfecto"]) {
+                    c.say("after_booking_thanks", AFTER_BOOKING_THANKS, &vars);
+                } else {
+                    c.say("after_booking", AFTER_BOOKING, &vars);
+                }
+            }
+            None => c.say("after_booking_undated", AFTER_BOOKING_UNDATED, &[]),
+        },
         Step::LostFollowUp => {
             let debt = mem.dicom_followup_scheduled || p.dicom_status == Some(DicomStatus::HasDebt);
             if debt {
@@ -470,8 +480,9 @@ impl<'a> Composer<'a> {
             step,
             Step::Offer { .. } | Step::Book(_) | Step::ContactForBooking(..) | Step::AskPreference | Step::RemindOffer
         );
-        // "¿Puedo ir el sábado?" is answered by the scheduling itself.
-        if ex.appointment.is_some() && scheduling_step {
+        // "¿Puedo ir el sábado?" is answered by the scheduling itself, "¿cuál era el link?" by the booking.
+        let booking_details = matches!(step, Step::AfterBooking) && asks_booking_details(text);
+        if (ex.appointment.is_some() && scheduling_step) || booking_details {
             return None;
         }
         let line = if has_phrase(text, WHO_PHRASES) {
@@ -572,16 +583,7 @@ impl<'a> Composer<'a> {
     /// Date, time, place or link, executive, invitation, documents.
     fn confirmation(&mut self, b: &Booking) {
         self.say("booked", BOOKED, &[("when", when_long(b.start))]);
-        let link = b.meet_url.as_deref().map(str::trim).filter(|l| !l.is_empty());
-        let place = b.location.as_deref().map(str::trim).filter(|l| !l.is_empty());
-        if let Some(link) = link {
-            // On its own line, so no punctuation sticks to the link.
-            let line = self.phrase("booked_meet", BOOKED_MEET, &[("link", link.to_string())]);
-            self.parts.push(Part::List(line));
-        }
-        if let Some(place) = place {
-            self.say("booked_place", BOOKED_PLACE, &[("place", place.to_string())]);
-        }
+        let (link, place) = self.booking_place(b);
         if let Some(agent) = b.agent_name.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
             self.say("booked_agent", BOOKED_AGENT, &[("agent", agent.to_string())]);
         }
@@ -593,6 +595,21 @@ impl<'a> Composer<'a> {
         } else {
             self.say("booked_docs", BOOKED_DOCS_IN_PERSON, &[]);
         }
+    }
+
+    /// The Meet link (own line) and the place, when the booking has them; never invented.
+    fn booking_place<'b>(&mut self, b: &'b Booking) -> (Option<&'b str>, Option<&'b str>) {
+        let link = b.meet_url.as_deref().map(str::trim).filter(|l| !l.is_empty());
+        let place = b.location.as_deref().map(str::trim).filter(|l| !l.is_empty());
+        if let Some(link) = link {
+            // On its own line, so no punctuation sticks to the link.
+            let line = self.phrase("booked_meet", BOOKED_MEET, &[("link", link.to_string())]);
+            self.parts.push(Part::List(line));
+        }
+        if let Some(place) = place {
+            self.say("booked_place", BOOKED_PLACE, &[("place", place.to_string())]);
+        }
+        (link, place)
     }
 
     fn finish(&self) -> String {
@@ -959,6 +976,9 @@ fn at_most_one_emoji(text: &str) -> String {
     }
     out.replace("  ", " ").replace(" \n", "\n")
 }
+
+#[cfg(test)]
+pub(crate) use phrases::SAFE_FALLBACK;
 
 /// Every phrase of every bank, for the tests.
 #[cfg(test)]

@@ -265,11 +265,15 @@ pub(crate) fn decide(inp: &TurnInput) -> Decision {
     if frustrated(inp.text) {
         return decision(Step::Escalate("frustration"), current);
     }
-    if inp.state == Completed && inp.memory.booked.is_some() {
+    // Booked through this conversation or by a person (then `memory.booked` is empty).
+    if inp.state == Completed {
         return after_booking(inp);
     }
     let next = flow(inp);
-    if inp.state == Lost && next.next_state == Lost && !qualifying_change(inp) {
+    // A lost lead hears the whole advice once; afterwards a short reminder, unless the news
+    // changes the outcome.
+    let advised = inp.memory.dicom_followup_scheduled && matches!(next.step, Step::DebtTooHigh | Step::DebtFollowUp);
+    if inp.state == Lost && next.next_state == Lost && (advised || !qualifying_change(inp)) {
         return decision(Step::LostFollowUp, Lost);
     }
     next
@@ -337,7 +341,7 @@ fn flow(inp: &TurnInput) -> Decision {
         if !also.is_empty() {
             return decision(Step::AskFinancial(also), FinancialQualification);
         }
-        return decision(Step::Nurture, FinancialQualification);
+        return nurture(inp);
     }
     let financial: Vec<Field> = [Field::MonthlyIncome, Field::Dicom].into_iter().filter(|f| askable(*f)).collect();
     if !financial.is_empty() {
@@ -349,8 +353,21 @@ fn flow(inp: &TurnInput) -> Decision {
             decision(Step::DebtFollowUp, Lost)
         }
         Some(Calificacion::NoCalificado) => decision(Step::NotQualified, Lost),
-        None => decision(Step::Nurture, FinancialQualification),
+        None => nurture(inp),
     }
+}
+
+/// Nothing left that may be asked. A lead who is still engaged — who just gave data or wants a
+/// visit — is asked once more for what qualification still lacks; a silent one is left in peace.
+fn nurture(inp: &TurnInput) -> Decision {
+    use ConversationState::*;
+    let p = inp.profile;
+    let engaged = !inp.changes.is_empty() || inp.extraction.intent == Some(Intent::ScheduleVisit);
+    let missing: Vec<Field> = [Field::MonthlyIncome, Field::Dicom].into_iter().filter(|f| !p.knows(*f)).collect();
+    if engaged && !missing.is_empty() && p.dicom_status != Some(DicomStatus::Unknown) {
+        return decision(Step::AskFinancial(missing), FinancialQualification);
+    }
+    decision(Step::Nurture, FinancialQualification)
 }
 
 /// Qualified: offer slots, book the one chosen.
@@ -499,6 +516,26 @@ fn qualifying_change(inp: &TurnInput) -> bool {
 }
 
 /// "Ya te lo dije", "te lo dije arriba", "ya te lo mandé".
+/// "¿Cuál era el link?", "¿a qué hora era?": the booking's details again.
+pub(crate) fn asks_booking_details(text: &str) -> bool {
+    const PHRASES: &[&str] = &[
+        "link",
+        "enlace",
+        "meet",
+        "direccion",
+        "donde es",
+        "donde queda",
+        "donde era",
+        "a que hora",
+        "que hora",
+        "cuando era",
+        "cuando es",
+        "que dia era",
+        "que dia es",
+    ];
+    has_phrase(text, PHRASES)
+}
+
 pub(crate) fn already_told(text: &str) -> bool {
     const PHRASES: &[&str] = &[
         "ya te lo dije",

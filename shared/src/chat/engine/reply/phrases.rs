@@ -286,6 +286,15 @@ pub const AFTER_BOOKING: &[&str] = &[
     "Todo sigue en pie para el {when}. Cualquier cambio, me escribes por aquí.",
 ];
 
+pub const AFTER_BOOKING_UNDATED: &[&str] = &[
+    "Tu reunión ya está agendada. Si necesitas cambiarla, me avisas y buscamos otro horario.",
+    "Ya tienes tu reunión agendada con un ejecutivo; cualquier cambio, me escribes por aquí.",
+    "Tu reunión sigue en pie. Si te complica, dime y buscamos otro horario.",
+];
+
+pub const BOOKING_DETAILS: &[&str] =
+    &["Tu reunión es el {when}.", "Te confirmo: nos vemos el {when}.", "Quedamos para el {when}."];
+
 pub const AFTER_BOOKING_THANKS: &[&str] = &[
     "¡De nada{name_c}! Nos vemos el {when}.",
     "¡Con gusto{name_c}! Te esperamos el {when}.",

@@ -479,3 +479,80 @@ fn a_lost_lead_who_paid_the_debt_is_picked_up_again() {
     s.say("revisé en Equifax y estoy limpio, sin deudas");
     assert_eq!(s.state, Scheduling, "{}", s.transcript());
 }
+
+/// 60 conversations of 14 turns drawn (deterministically) from a pool of real lead messages:
+/// whatever the order, every reply keeps the rules `Sim::say` checks, and states only leave
+/// `lost` or `completed` for a reason.
+#[test]
+fn random_conversations_keep_every_rule() {
+    const POOL: &[&str] = &[
+        "hola",
+        "Hola, me interesa un departamento",
+        "Buenas tardes, ¿tienen casas en Las Condes?",
+        "Me llamo Juan Pérez",
+        "Carlos",
+        "Mi número es +56912345678",
+        "mi correo es juan@gmail.com",
+        "perdón, mi correo es juan.perez@gmail.com",
+        "No tengo WhatsApp, prefiero email",
+        "Ñuñoa",
+        "busco depto de 2 dormitorios en Providencia",
+        "Tengo presupuesto de 3000 UF",
+        "Gano 1.500.000 mensuales",
+        "gano 600 mil",
+        "gano 300 mil",
+        "No tengo DICOM, estoy al día con todo",
+        "no",
+        "sí",
+        "no sé",
+        "Tengo una deuda pequeña de 50 mil pesos en una tienda",
+        "Tengo deuda de 2 millones en DICOM pero quiero comprar igual",
+        "¿Qué es el DICOM exactamente?",
+        "¿Cuánto es el pie mínimo?",
+        "¿Tienen estacionamiento incluido?",
+        "el segundo",
+        "la primera opción",
+        "el jueves a las 10",
+        "¿Puedo ir el sábado?",
+        "ninguno me sirve",
+        "en la tarde",
+        "ya te lo dije",
+        "necesito reagendar",
+        "gracias!",
+        "ok",
+        "solo estoy mirando",
+        "no entiendo",
+        "¿cuál era el link?",
+    ];
+    for seed in 0..60u64 {
+        let mut s = Sim::new(seed);
+        s.kb = vec![KbHit {
+            title: "FAQ".into(),
+            snippet: "Todos los departamentos incluyen estacionamiento.".into(),
+            similarity: 0.5,
+        }];
+        for turn in 0..14u64 {
+            let pick = fnv1a(format!("{seed}:{turn}").as_bytes()) as usize % POOL.len();
+            let before = s.state;
+            let t = s.say(POOL[pick]);
+            if before == Completed && !matches!(t.state(), Completed | Scheduling) {
+                assert!(
+                    matches!(t.plan.action, Action::OptOut | Action::Escalate { .. }) || t.state() == Completed,
+                    "left completed without a reason:\n{}",
+                    s.transcript()
+                );
+            }
+            if matches!(t.plan.action, Action::Book { .. }) {
+                assert!(t.profile.knows(Field::Email) && t.profile.knows(Field::Phone) && t.profile.knows(Field::Name));
+            }
+            if matches!(t.state(), Scheduling | Completed) && t.plan.action != Action::OptOut {
+                assert!(
+                    matches!(t.profile.calificacion, Some(Calificacion::Calificado | Calificacion::Potencial))
+                        || s.memory.booked.is_some(),
+                    "scheduling an unqualified lead:\n{}",
+                    s.transcript()
+                );
+            }
+        }
+    }
+}

@@ -225,6 +225,7 @@ pub fn check_reply(input: &TurnInput, reply: &Reply) {
     assert!(!text.trim().is_empty(), "empty reply");
     assert!(text.matches('?').count() <= 3, "more than 3 questions: {text}");
     assert_eq!(violation(text, true), None, "policy violation: {text}");
+    assert_ne!(text, crate::chat::engine::reply::SAFE_FALLBACK, "a composed reply tripped the policy guard");
     let emojis = text.chars().filter(|c| matches!(*c as u32, 0x1F300..=0x1FAFF | 0x2600..=0x27BF)).count();
     assert!(emojis <= 1, "more than one emoji: {text}");
     for f in &reply.memory.asked {

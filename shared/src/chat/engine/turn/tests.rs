@@ -894,3 +894,45 @@ fn the_conversation_corpus_meets_the_current_code_expectations() {
         println!("{stage:>10} | {text}\n           → [{}] {}", t.state().as_str(), t.text());
     }
 }
+
+#[test]
+fn a_booked_lead_asking_for_the_link_gets_the_booking_again() {
+    let mut s = booked_sim(4);
+    let t = s.say("¿cuál era el link de la reunión?");
+    assert!(t.text().contains("https://meet.google.com/abc-defg-hij"), "{}", t.text());
+    assert!(t.text().contains("jueves 13 de noviembre a las 10:00"), "{}", t.text());
+    assert!(!lower(t.text()).contains("lo confirmo"), "{}", t.text());
+}
+
+#[test]
+fn a_lead_booked_by_a_person_is_not_offered_slots_again() {
+    let t = Sim::at(5, Completed, qualified(), 6).say("hola, una consulta");
+    assert_eq!((t.plan.action.clone(), t.state()), (Action::None, Completed));
+    assert!(lower(t.text()).contains("agendada") || lower(t.text()).contains("en pie"), "{}", t.text());
+    let t = Sim::at(5, Completed, qualified(), 6).say("necesito cambiar la hora");
+    assert!(matches!(t.plan.action, Action::OfferSlots { .. }));
+}
+
+#[test]
+fn a_lead_who_opted_out_and_writes_back_is_answered_again() {
+    let mut s = Sim::at(6, DataCollection, contact_known(), 3);
+    s.say("no me escriban más");
+    assert!(s.memory.opted_out);
+    let t = s.say("hola, disculpa, sí me interesa, gano 2 millones y no tengo dicom");
+    assert_ne!(t.state(), Lost, "{}", t.text());
+    assert!(!t.reply.memory.opted_out);
+    assert!(matches!(t.plan.action, Action::OfferSlots { .. }), "{}", t.text());
+}
+
+#[test]
+fn a_silent_lead_is_left_in_peace_but_an_engaged_one_is_asked_again() {
+    let mut s = Sim::at(8, FinancialQualification, contact_known(), 6);
+    s.memory.ask_counts.insert("monthly_income".into(), 2);
+    s.memory.ask_counts.insert("dicom".into(), 2);
+    let t = s.say("ok");
+    assert!(t.asked().is_empty() && !t.text().contains('?'), "{}", t.text());
+    let t = s.say("busco de 3 dormitorios");
+    assert_eq!(t.asked(), [Field::MonthlyIncome, Field::Dicom], "{}", t.text());
+    let t = s.say("¿puedo ir a verlo el sábado?");
+    assert!(!t.asked().is_empty() && lower(t.text()).contains("datos"), "{}", t.text());
+}
