@@ -56,7 +56,7 @@ pub(crate) fn compose(inp: &TurnInput, d: &Decision, plan: &Plan, outcome: &Outc
         (Action::OfferSlots { day, .. }, Outcome::Slots(slots)) if !slots.is_empty() => {
             c.preface(&d.step);
             let all_on_day = day.is_some_and(|d| slots.iter().all(|s| local_date(s.start) == d));
-            if inp.memory.booked.is_some() && inp.state != Scheduling {
+            if inp.state == Completed {
                 c.say("offer_reschedule", OFFER_RESCHEDULE_INTRO, &[]);
             } else if let (true, Some(first)) = (all_on_day, slots.first()) {
                 c.say("offer_day", OFFER_DAY_INTRO, &[("day", day_long(first.start))]);

@@ -4,13 +4,20 @@
 //!
 //! The service's loop for one inbound message:
 //! 1. `extract(text, ExtractCtx { expecting: &memory.asked, offered_slots: &memory.offered_slots, .. })`;
-//! 2. `merge(profile, &extraction, text, &memory.asked)`, then compute `calificacion`;
-//! 3. `plan(&input)`; perform `plan.action` (fetch slots, book, escalate, opt out);
-//! 4. `reply(&input, &plan, &outcome)`; store `reply.memory` and `reply.next_state`, send `reply.text`.
+//! 2. `merge(profile, &extraction, text, &memory.asked)`, then set `profile.calificacion`;
+//! 3. `plan(&input)` (with `kb_hits` searched when `extraction.question`), then do `plan.action`:
+//!    - `OfferSlots { day, near }`: up to 3 free slots on `day`, else from `near` (or now) →
+//!      `Outcome::Slots` (an empty list is fine; a calendar failure is `Outcome::Nothing`);
+//!    - `Book { start }`: a 60-minute appointment → `Outcome::Booked` or `BookFailed` with up to 3
+//!      free alternatives near `start`. Planned while `input.state` is `completed` (or with
+//!      `memory.booked` set) it is a reschedule: the previous appointment is replaced;
+//!    - `Escalate { reason }`: human mode → `Outcome::Escalated`; `OptOut`: tag, stop campaigns;
+//! 4. `reply(&input, &plan, &outcome)` with the same `input`; store `reply.memory` (lead_metadata
+//!    `engine`) and `reply.next_state` (`conversation_state`), send `reply.text`.
 //!
 //! Order of the rules: opt-out, explicit request for a person, loops and frustration; a booked lead's
-//! follow-up; "ya te lo dije"; the DICOM guard; name; interest; contact block; financial block;
-//! calificación; scheduling.
+//! follow-up; "ya te lo dije"; no income; the DICOM guard; name; interest; contact block; financial
+//! block; calificación; scheduling.
 
 use std::collections::BTreeMap;
 

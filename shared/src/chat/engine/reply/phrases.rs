@@ -6,17 +6,17 @@
 //! no pie / cuota / credit figure (see `policy`).
 
 pub const GREET: &[&str] = &[
-    "¡Hola! Soy {who} 😊",
-    "¡Hola! Te saluda {who}.",
-    "Hola, qué gusto saludarte. Soy {who}.",
-    "¡Buenas! Te escribe {who}.",
+    "¡Hola, soy {who}! 😊",
+    "¡Hola, te saluda {who}!",
+    "Hola, qué gusto saludarte: soy {who}.",
+    "¡Buenas, te escribe {who}!",
 ];
 
 pub const GREET_NAMED: &[&str] = &[
-    "¡Hola, {name}! Soy {who} 😊",
+    "¡Hola, {name}, soy {who}! 😊",
     "Hola {name}, te saluda {who}.",
-    "¡Qué tal, {name}! Te escribe {who}.",
-    "Hola {name}, un gusto. Soy {who}.",
+    "¡Qué tal, {name}, te escribe {who}!",
+    "Hola {name}, un gusto: soy {who}.",
 ];
 
 pub const ASK_NAME: &[&str] = &[
@@ -37,10 +37,10 @@ pub const ASK_INTEREST: &[&str] = &[
 ];
 
 pub const INTEREST_ACK: &[&str] = &[
-    "¡Buenísimo! Anoto que buscas {interest}.",
+    "Buenísimo, anoto que buscas {interest}.",
     "Perfecto, {interest}: te ayudo con eso.",
     "Entendido, buscas {interest}.",
-    "¡Qué bien! Tomo nota: {interest}.",
+    "Qué bien, tomo nota: {interest}.",
 ];
 
 pub const THANKS: &[&str] = &["¡Gracias{name_c}!", "Perfecto, anotado.", "Muchas gracias{name_c}.", "Listo, lo tengo."];
@@ -78,8 +78,8 @@ pub const ASK_DICOM_AFTER_INCOME: &[&str] = &[
 
 pub const BUDGET_REDIRECT: &[&str] = &[
     "Gracias por contarme tu presupuesto; más que el valor de la propiedad, lo que me ayuda a orientarte es tu renta.",
-    "Anoto el presupuesto. Para orientarte, lo que más me sirve es conocer tu renta líquida.",
-    "Perfecto. Más que el precio de la propiedad, para avanzar me sirve saber tu renta.",
+    "Anoto el presupuesto; para orientarte, lo que más me sirve es conocer tu renta líquida.",
+    "Perfecto; más que el precio de la propiedad, para avanzar me sirve saber tu renta.",
 ];
 
 pub const REPEAT: &[&str] = &[
