@@ -980,8 +980,102 @@ fn at_most_one_emoji(text: &str) -> String {
 #[cfg(test)]
 pub(crate) use phrases::SAFE_FALLBACK;
 
-/// Every phrase of every bank, for the tests.
 #[cfg(test)]
-pub(crate) fn all_banks() -> Vec<(&'static str, &'static [&'static str])> {
-    phrases::ALL.to_vec()
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    const FAQ: &str = "¿Tienen estacionamiento? Sí: todos los departamentos del proyecto Parque Ñuñoa incluyen un \
+        estacionamiento y una bodega. Los estacionamientos adicionales se venden por separado. El proyecto tiene \
+        quincho, piscina y sala multiuso en el último piso, con vista a la cordillera. La entrega está programada \
+        para el segundo semestre de 2026, según el avance de obra informado por la constructora. Las visitas al \
+        piloto se coordinan con un ejecutivo de lunes a sábado.";
+
+    fn santiago(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+        let local = chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(h, min, 0).unwrap();
+        TZ.from_local_datetime(&local).earliest().unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn snippets_are_trimmed_at_a_sentence_boundary() {
+        let s = trim_snippet(FAQ);
+        assert!(s.chars().count() <= 351, "{s}");
+        assert!(s.ends_with('.'), "{s}");
+        assert!(s.starts_with("Sí: todos"), "{s}");
+        let long = "palabra ".repeat(100);
+        let s = trim_snippet(&long);
+        assert!(s.chars().count() <= 350 && s.ends_with('…'), "{s}");
+        assert_eq!(trim_snippet("¿Solo una pregunta?"), "");
+        assert_eq!(trim_snippet("  Corto   y claro.  "), "Corto y claro.");
+    }
+
+    #[test]
+    fn every_phrase_bank_has_several_phrasings_that_keep_the_rules() {
+        let vars = [
+            ("who", "Sofía de Inmobiliaria Andes"),
+            ("agent", "Sofía"),
+            ("broker_de", " de Inmobiliaria Andes"),
+            ("name", "Juan"),
+            ("name_c", ", Juan"),
+            ("interest", "un depto de 2 dormitorios en Ñuñoa"),
+            ("amount", "$300.000"),
+            ("when", "jueves 13 de noviembre a las 10:00"),
+            ("day", "jueves 13 de noviembre"),
+            ("list", "tu teléfono y tu correo"),
+            ("label", "tu correo"),
+            ("it", "los"),
+            ("link", "https://meet.google.com/x"),
+            ("place", "Av. Apoquindo 3000"),
+            ("email", "juan@gmail.com"),
+            ("ask", "¿cuál es tu renta líquida?"),
+            ("answer", "Incluye estacionamiento."),
+        ];
+        let banks = phrases::ALL;
+        assert!(banks.len() >= 50);
+        for &(name, bank) in banks {
+            assert!(bank.len() >= 3, "{name} has {} phrasings", bank.len());
+            for phrase in bank {
+                let mut filled = phrase.to_string();
+                for (k, v) in vars {
+                    filled = filled.replace(&format!("{{{k}}}"), v);
+                }
+                assert!(!filled.contains('{'), "{name}: unknown placeholder in {phrase}");
+                assert!(filled.matches('?').count() <= 1, "{name}: {phrase}");
+                let emojis =
+                    filled.chars().filter(|c| matches!(*c as u32, 0x1F300..=0x1FAFF | 0x2600..=0x27BF)).count();
+                assert!(emojis <= 1, "{name}: {phrase}");
+                assert_eq!(violation(&filled, true), None, "{name}: {phrase}");
+            }
+        }
+    }
+
+    #[test]
+    fn dates_and_amounts_are_written_the_chilean_way() {
+        // December is summer time (UTC−3), June winter time (UTC−4).
+        assert_eq!(
+            when_long(Utc.with_ymd_and_hms(2026, 12, 10, 13, 0, 0).unwrap()),
+            "jueves 10 de diciembre a las 10:00"
+        );
+        assert_eq!(when_long(Utc.with_ymd_and_hms(2025, 6, 12, 14, 30, 0).unwrap()), "jueves 12 de junio a las 10:30");
+        assert_eq!(when_short(santiago(2025, 11, 15, 9, 0)), "sábado 15 de noviembre, 09:00");
+        assert_eq!(clp(50_000), "$50.000");
+        assert_eq!(clp(1_500_000), "$1.500.000");
+        assert_eq!(clp(500), "$500");
+    }
+
+    #[test]
+    fn at_most_one_emoji_survives() {
+        assert_eq!(at_most_one_emoji("Hola 😊 ¡listo! 🙌"), "Hola 😊 ¡listo! ");
+        assert_eq!(at_most_one_emoji("sin emojis"), "sin emojis");
+    }
+
+    #[test]
+    fn lists_read_as_spanish() {
+        assert_eq!(join_es(&["a"]), "a");
+        assert_eq!(join_es(&["a", "b"]), "a y b");
+        assert_eq!(join_es(&["a", "b", "c"]), "a, b y c");
+        assert_eq!(lower_first("¿Cuál es?"), "¿cuál es?");
+        assert_eq!(capitalise("el teléfono"), "El teléfono");
+    }
 }
