@@ -12,7 +12,7 @@
 //! - [`jobs`]: the queue contract (one module per queue); [`effects`]: idempotent side effects;
 //!   [`tasks`]: dead jobs.
 //! - [`integrations`]: clients of external providers, with circuit breakers.
-//! - [`chat`]: Sofía's conversation engine (pure rules: message extraction).
+//! - [`chat`]: Sofía's conversation engine (pure: extraction, profile merge, policy, state machine, replies).
 //! - [`text`], [`crypto`], [`ratelimit`], [`events`], [`redis_conn`]: small shared tools.
 
 pub mod appointments;
