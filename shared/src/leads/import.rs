@@ -222,6 +222,11 @@ pub async fn import(infra: &Infra, ctx: &Ctx, broker_id: Option<i64>, bytes: Vec
 /// Inserts one batch of parsed rows inside `tx`: rows whose phone or email the broker already has
 /// (from earlier batches of the same import too) are duplicates, reported in `errors`.
 /// Returns (imported, duplicates).
+///
+/// One statement per batch: the unique indexes decide (`ON CONFLICT DO NOTHING`) and the inserted
+/// phones come back, so the rows that did not come back are the duplicates. (A separate lookup of
+/// existing phones and emails first was a second round trip whose plan degraded as the import's own
+/// rows piled up in the open transaction.)
 pub async fn insert_rows(
     tx: &mut sea_orm::sqlx::Transaction<'_, sea_orm::sqlx::Postgres>,
     cipher: &Cipher,
@@ -230,46 +235,28 @@ pub async fn insert_rows(
     rows: &[ImportRow],
     errors: &mut Vec<RowError>,
 ) -> Result<(u64, u64)> {
-    let phones: Vec<&str> = rows.iter().map(|r| r.phone.as_str()).collect();
-    let emails: Vec<&str> = rows.iter().filter_map(|r| r.email.as_deref()).collect();
-    let existing: Vec<(Option<String>, Option<String>)> = sea_orm::sqlx::query_as(
-        "SELECT phone, email FROM leads WHERE broker_id = $1 AND (phone = ANY($2) OR email = ANY($3))",
-    )
-    .bind(broker_id)
-    .bind(&phones)
-    .bind(&emails)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(db_err)?;
-    let taken_phones: HashSet<String> = existing.iter().filter_map(|(p, _)| p.clone()).collect();
-    let taken_emails: HashSet<String> = existing.into_iter().filter_map(|(_, e)| e).collect();
-    let mut duplicates = 0u64;
-    let fresh: Vec<&ImportRow> = rows
-        .iter()
-        .filter(|r| {
-            let dup = taken_phones.contains(&r.phone) || r.email.as_ref().is_some_and(|e| taken_emails.contains(e));
-            if dup {
-                duplicates += 1;
-                errors.push(RowError { row: r.row, reason: "a lead with this phone or email already exists".into() });
-            }
-            !dup
-        })
-        .collect();
-    if fresh.is_empty() {
-        return Ok((0, duplicates));
+    if rows.is_empty() {
+        return Ok((0, 0));
     }
-    let inserted = insert_batch(tx, cipher, broker_id, assigned_to, &fresh).await?;
-    // Rows lost to a concurrent insert (or a repeat inside this batch) are duplicates too.
-    Ok((inserted, duplicates + (fresh.len() as u64 - inserted)))
+    let inserted = insert_batch(tx, cipher, broker_id, assigned_to, rows).await?;
+    let mut duplicates = 0u64;
+    for r in rows {
+        if !inserted.contains(r.phone.as_str()) {
+            duplicates += 1;
+            errors.push(RowError { row: r.row, reason: "a lead with this phone or email already exists".into() });
+        }
+    }
+    Ok((inserted.len() as u64, duplicates))
 }
 
+/// Inserts the rows that conflict with no lead of the broker; returns the phones inserted.
 async fn insert_batch(
     tx: &mut sea_orm::sqlx::Transaction<'_, sea_orm::sqlx::Postgres>,
     cipher: &Cipher,
     broker_id: i64,
     assigned_to: Option<i64>,
-    rows: &[&ImportRow],
-) -> Result<u64> {
+    rows: &[ImportRow],
+) -> Result<HashSet<String>> {
     let mut phones = Vec::with_capacity(rows.len());
     let mut names = Vec::with_capacity(rows.len());
     let mut emails = Vec::with_capacity(rows.len());
@@ -288,12 +275,12 @@ async fn insert_batch(
         });
         search.push(search_text(r.name.as_deref(), Some(&r.phone), r.email.as_deref()));
     }
-    let inserted: Vec<(i64,)> = sea_orm::sqlx::query_as(
+    let inserted: Vec<(String,)> = sea_orm::sqlx::query_as(
         "INSERT INTO leads (broker_id, assigned_to, phone, name, email, tags, metadata, search_text) \
          SELECT $1, $2, u.phone, u.name, u.email, u.tags::jsonb, u.metadata::jsonb, u.search_text \
          FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) \
               AS u(phone, name, email, tags, metadata, search_text) \
-         ON CONFLICT DO NOTHING RETURNING id",
+         ON CONFLICT DO NOTHING RETURNING phone",
     )
     .bind(broker_id)
     .bind(assigned_to)
@@ -306,7 +293,7 @@ async fn insert_batch(
     .fetch_all(&mut **tx)
     .await
     .map_err(db_err)?;
-    Ok(inserted.len() as u64)
+    Ok(inserted.into_iter().map(|(p,)| p).collect())
 }
 
 pub(crate) fn db_err(e: sea_orm::sqlx::Error) -> Error {
