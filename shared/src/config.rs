@@ -25,6 +25,17 @@ pub struct Settings {
     pub superadmin_password: Option<SecretString>,
     pub llm_provider: String,
     pub llm_fallback_provider: Option<String>,
+    /// Reply length and sampling sent to remote LLMs when a request does not say (`LLM_MAX_TOKENS`,
+    /// `LLM_TEMPERATURE`).
+    pub llm_max_tokens: u32,
+    pub llm_temperature: f32,
+    /// Time-out of one LLM attempt (`LLM_TIMEOUT_MS`); when streaming, the longest wait for the
+    /// answer to start and between two chunks of it.
+    pub llm_timeout: std::time::Duration,
+    /// Retries of the primary provider on transient errors (`LLM_RETRIES`; 2 = three attempts),
+    /// waiting `llm_retry_backoff` (`LLM_RETRY_BACKOFF_MS`) before the first, doubling up to 8×.
+    pub llm_retries: u32,
+    pub llm_retry_backoff: std::time::Duration,
     pub embedding_provider: String,
     pub worker_concurrency: usize,
     /// First retry delay of a failed job; doubles per attempt up to `job_backoff_max`.
@@ -154,6 +165,18 @@ impl Settings {
             superadmin_password: var("SUPERADMIN_PASSWORD").map(SecretString::from),
             llm_provider: var("LLM_PROVIDER").unwrap_or_else(|| "local".into()),
             llm_fallback_provider: var("LLM_FALLBACK_PROVIDER"),
+            llm_max_tokens: parse_num("LLM_MAX_TOKENS", 1024)?.clamp(1, 65_536) as u32,
+            llm_temperature: match var("LLM_TEMPERATURE") {
+                Some(v) => v
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|t| (0.0..=2.0).contains(t))
+                    .ok_or_else(|| config_error("LLM_TEMPERATURE must be a number from 0 to 2"))?,
+                None => 0.7,
+            },
+            llm_timeout: std::time::Duration::from_millis(parse_num("LLM_TIMEOUT_MS", 20_000)?.clamp(100, 600_000)),
+            llm_retries: parse_num("LLM_RETRIES", 2)?.min(10) as u32,
+            llm_retry_backoff: std::time::Duration::from_millis(parse_num("LLM_RETRY_BACKOFF_MS", 500)?.min(60_000)),
             embedding_provider: var("EMBEDDING_PROVIDER").unwrap_or_else(|| "local".into()),
             worker_concurrency: parse_num("WORKER_CONCURRENCY", 8)?.clamp(1, 256) as usize,
             job_backoff_base: std::time::Duration::from_millis(parse_num("JOB_BACKOFF_BASE_MS", 60_000)?.max(10)),
@@ -264,6 +287,20 @@ mod tests {
         assert_eq!(s.providers.telegram_api_base, "https://api.telegram.org");
         assert!(s.providers.telegram_bot_token.is_none());
         assert!(Settings::from_lookup(lookup(&[("TELEGRAM_BROKER_ID", "one")])).is_err());
+    }
+
+    #[test]
+    fn llm_settings_have_defaults_and_are_checked() {
+        let s = Settings::from_lookup(lookup(&[])).unwrap();
+        assert_eq!((s.llm_max_tokens, s.llm_temperature, s.llm_retries), (1024, 0.7, 2));
+        assert_eq!(s.llm_timeout, std::time::Duration::from_secs(20));
+        assert_eq!(s.llm_retry_backoff, std::time::Duration::from_millis(500));
+        let s = Settings::from_lookup(lookup(&[("LLM_TEMPERATURE", "0.2"), ("LLM_RETRIES", "0")])).unwrap();
+        assert_eq!((s.llm_temperature, s.llm_retries), (0.2, 0));
+        for bad in ["hot", "2.5", "-1"] {
+            assert!(Settings::from_lookup(lookup(&[("LLM_TEMPERATURE", bad)])).is_err(), "{bad}");
+        }
+        assert!(Settings::from_lookup(lookup(&[("LLM_TIMEOUT_MS", "soon")])).is_err());
     }
 
     #[test]

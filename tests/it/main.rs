@@ -12,6 +12,7 @@ mod crash;
 mod jobs;
 mod kb;
 mod leads;
+mod llm;
 mod malformed;
 mod queue;
 mod tasks;

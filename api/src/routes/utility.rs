@@ -122,13 +122,21 @@ async fn live_workers(state: &AppState) -> Vec<String> {
     }
 }
 
-/// Every provider's circuit breaker (read from Redis, so shared by all processes).
+/// Every provider's circuit breaker (read from Redis, so shared by all processes), plus one per
+/// configured LLM provider (`llm:gemini`, `llm:openai`).
 async fn breaker_states(state: &AppState) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for b in shared::integrations::breaker::ALL {
         let s = tokio::time::timeout(Duration::from_secs(2), b.state(&state.infra)).await;
         let s = s.unwrap_or(shared::integrations::breaker::State::Closed);
         out.insert(b.name.to_string(), s.as_str().to_string());
+    }
+    // Each LLM provider has its own breaker; `llm` is the worst of them.
+    if let Ok((llm, each)) =
+        tokio::time::timeout(Duration::from_secs(2), shared::integrations::llm::breaker_states(&state.infra)).await
+    {
+        out.insert("llm".to_string(), llm.as_str().to_string());
+        out.extend(each.into_iter().map(|(name, s)| (name.to_string(), s.as_str().to_string())));
     }
     out
 }

@@ -3,12 +3,14 @@
 //!
 //! - [`breaker`]: a circuit breaker per provider, shared by every process through Redis.
 //! - [`google`]: OAuth and Calendar (events with Meet links, free/busy).
+//! - [`llm`]: Gemini and OpenAI-compatible chat models behind one trait, with retries and fallback.
 //! - [`http`] here: one `reqwest::Client` per process and the mapping of provider answers into
 //!   [`Error::Upstream`] (permanent for 4xx other than 408/429, transient otherwise; SPEC §15).
 
 pub mod breaker;
 pub mod embeddings;
 pub mod google;
+pub mod llm;
 
 use std::sync::OnceLock;
 use std::time::Duration;
