@@ -3,15 +3,37 @@
 use poem_openapi::OpenApiService;
 
 use crate::routes::{
-    admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, brokers::BrokersApi, calendar::CalendarApi,
-    kb::KbApi, leads::LeadsApi, tasks::TasksApi, utility::UtilityApi,
+    admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, broker_config::BrokerConfigApi, brokers::BrokersApi,
+    calendar::CalendarApi, kb::KbApi, leads::LeadsApi, tasks::TasksApi, utility::UtilityApi,
 };
 
-pub type Apis = (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi, KbApi, AppointmentsApi, CalendarApi);
+pub type Apis = (
+    UtilityApi,
+    AuthApi,
+    LeadsApi,
+    BrokersApi,
+    BrokerConfigApi,
+    AdminApi,
+    TasksApi,
+    KbApi,
+    AppointmentsApi,
+    CalendarApi,
+);
 
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi, KbApi, AppointmentsApi, CalendarApi),
+        (
+            UtilityApi,
+            AuthApi,
+            LeadsApi,
+            BrokersApi,
+            BrokerConfigApi,
+            AdminApi,
+            TasksApi,
+            KbApi,
+            AppointmentsApi,
+            CalendarApi,
+        ),
         "Corredor API",
         env!("CARGO_PKG_VERSION"),
     )

@@ -6,6 +6,7 @@ mod common;
 mod appointments;
 mod auth;
 mod breaker;
+mod broker_config;
 mod brokers;
 mod calendar;
 mod crash;
