@@ -266,7 +266,6 @@ async fn bad_prompt_updates_are_422_naming_the_field() {
     .await;
     assert_eq!(e["detail"][0]["loc"][1], "situation_handlers");
     expect_error(put(&app, &admin, path, json!({"situation_handlers": {"a": 5}})).await, 422, "validation_error").await;
-    expect_error(put(&app, &admin, path, json!({"agent_name": 5})).await, 422, "validation_error").await;
     expect_error(put(&app, &admin, path, json!({"behavior_rules": "x".repeat(20_001)})).await, 422, "validation_error")
         .await;
 
@@ -798,4 +797,118 @@ async fn versions_report_uses_and_what_followed_their_replies() {
     let o = versions_of(&app, &other).await;
     assert_eq!(o["versions"][0]["total_uses"], 1);
     assert_eq!(o["versions"][0]["appointments_booked"], 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile input
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn malformed_bodies_and_hostile_values_are_4xx_never_5xx() {
+    let app = TestApp::spawn_with(|k| (k == "RATE_LIMITS").then(|| "off".to_string())).await;
+    let admin = app.new_broker().await;
+    let b = admin.broker_id.expect("broker");
+    let v1 = versions_of(&app, &admin).await["versions"][0]["id"].as_i64().expect("v1");
+    let endpoints: Vec<(Method, String, Value, Vec<&str>)> = vec![
+        (
+            Method::PUT,
+            "/api/broker/config/prompt".into(),
+            json!({"agent_name": "Sofía"}),
+            vec![
+                "agent_name",
+                "agent_role",
+                "identity_prompt",
+                "situation_handlers",
+                "full_custom_prompt",
+                "timezone",
+                "enable_appointment_booking",
+            ],
+        ),
+        (
+            Method::PUT,
+            "/api/broker/config/leads".into(),
+            json!({"cold_max_score": 20}),
+            vec![
+                "field_weights",
+                "cold_max_score",
+                "warm_max_score",
+                "field_priority",
+                "qualification_criteria",
+                "scoring_config",
+                "max_acceptable_debt",
+                "alert_email",
+            ],
+        ),
+        (
+            Method::PUT,
+            "/api/broker/config/agent-prompts".into(),
+            json!({"qualifier": "x"}),
+            vec!["qualifier", "skill_property"],
+        ),
+        (
+            Method::PUT,
+            "/api/broker/config/assignment".into(),
+            json!({"priority_assignment_enabled": true}),
+            vec!["priority_assignment_enabled"],
+        ),
+        (
+            Method::POST,
+            format!("/api/broker/brokers/{b}/prompts"),
+            json!({"version_tag": "t", "content": "c"}),
+            vec!["version_tag", "content", "sections_json", "notes", "activate"],
+        ),
+    ];
+    let bad_values = [
+        json!(12345),
+        json!(true),
+        json!([]),
+        json!({}),
+        json!("x".repeat(100_000)),
+        json!("\u{0000}"),
+        json!(-1),
+        json!(1e308),
+        json!({"_agent_qualifier": {"nested": [1]}}),
+    ];
+    let mut tag = 0;
+    for (method, path, valid, fields) in &endpoints {
+        for bad in [&b"{\"agent_name\": "[..], b"", b"[1,2]", b"null"] {
+            let client = app.client();
+            let resp = client
+                .request(method.clone(), path)
+                .header("authorization", admin.bearer())
+                .content_type("application/json")
+                .body(bad.to_vec())
+                .send()
+                .await;
+            expect_error(resp, 422, "validation_error").await;
+        }
+        for field in fields {
+            for value in &bad_values {
+                let mut payload = valid.clone();
+                payload[*field] = value.clone();
+                if payload.get("version_tag").is_some_and(|t| t == "t") {
+                    tag += 1;
+                    payload["version_tag"] = json!(format!("t{tag}"));
+                }
+                let resp = send(&app, &admin, method.clone(), path, Some(&payload)).await;
+                let status = resp.0.status().as_u16();
+                let body_json = body(resp).await;
+                assert!(status < 500, "{method} {path} with {field} = {value:.40}: {status} {body_json}");
+                if status >= 400 {
+                    assert!(body_json["code"].is_string() && !body_json["detail"].is_null(), "{body_json}");
+                }
+            }
+        }
+    }
+    for path in [
+        format!("/api/broker/brokers/{b}/prompts/abc/activate"),
+        format!("/api/broker/brokers/x/prompts/{v1}/activate"),
+    ] {
+        expect_error(send(&app, &admin, Method::PUT, &path, None).await, 422, "validation_error").await;
+    }
+    expect_error(get(&app, &admin, "/api/broker/config?broker_id=abc").await, 422, "validation_error").await;
+    // Whatever was accepted left exactly one active version and a readable configuration.
+    assert_eq!(active_count(&app, b).await, 1);
+    ok(get(&app, &admin, "/api/broker/config").await).await;
+    assert!(!preview(&app, &admin, "").await.is_empty());
 }

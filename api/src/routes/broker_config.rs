@@ -204,8 +204,8 @@ pub struct PromptConfigUpdate {
     pub data_collection_prompt: MaybeUndefined<String>,
     pub behavior_rules: MaybeUndefined<String>,
     pub restrictions: MaybeUndefined<String>,
-    /// Replaces the situation handlers (keys starting with `_` are reserved).
-    pub situation_handlers: Option<BTreeMap<String, String>>,
+    /// `{situation: instruction}`; replaces the situation handlers (keys starting with `_` are reserved).
+    pub situation_handlers: Option<Value>,
     pub output_format: MaybeUndefined<String>,
     pub full_custom_prompt: MaybeUndefined<String>,
     pub enable_appointment_booking: Option<bool>,
@@ -591,6 +591,11 @@ impl BrokerConfigApi {
         body: JsonBody<PromptConfigUpdate>,
     ) -> ApiResult<Json<PromptUpdateOut>> {
         let b = body.0;
+        let situation_handlers = b
+            .situation_handlers
+            .as_ref()
+            .map(|h| config::handlers_from_json(h, &["situation_handlers"]))
+            .transpose()?;
         let patch = PromptPatch {
             agent_name: b.agent_name,
             agent_role: b.agent_role,
@@ -603,7 +608,7 @@ impl BrokerConfigApi {
             output_format: maybe(b.output_format),
             full_custom_prompt: maybe(b.full_custom_prompt),
             tools_instructions: maybe(b.tools_instructions),
-            situation_handlers: b.situation_handlers,
+            situation_handlers,
             all_handlers: None,
             enable_appointment_booking: b.enable_appointment_booking,
             timezone: b.timezone,

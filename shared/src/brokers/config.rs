@@ -301,6 +301,23 @@ fn check_timezone(tz: &mut Option<String>, loc: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// A `{situation: instruction}` object as sent (`null` is empty); anything else is a 422 at `loc`.
+pub fn handlers_from_json(v: &Value, loc: &[&str]) -> Result<BTreeMap<String, String>> {
+    let err = |at: &[&str]| Error::invalid("validation_error", body_field(at, "must be an object of texts"));
+    match v {
+        Value::Null => Ok(BTreeMap::new()),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| {
+                let mut at = loc.to_vec();
+                at.push(k);
+                v.as_str().map(|s| (k.clone(), s.to_string())).ok_or_else(|| err(&at))
+            })
+            .collect(),
+        _ => Err(err(loc)),
+    }
+}
+
 impl PromptPatch {
     /// Trims every text, turns empty sections into `None` and checks lengths, handler keys and the
     /// time zone (422 naming the field).
@@ -355,17 +372,7 @@ impl PromptPatch {
         };
         let all_handlers = match obj.get("situation_handlers") {
             None => None,
-            Some(Value::Null) => Some(BTreeMap::new()),
-            Some(Value::Object(m)) => Some(
-                m.iter()
-                    .map(|(k, v)| {
-                        v.as_str()
-                            .map(|s| (k.clone(), s.to_string()))
-                            .ok_or_else(|| bad("situation_handlers", "an object of strings"))
-                    })
-                    .collect::<Result<BTreeMap<_, _>>>()?,
-            ),
-            Some(_) => return Err(bad("situation_handlers", "an object of strings")),
+            Some(v) => Some(handlers_from_json(v, &[loc, "situation_handlers"])?),
         };
         let enable_appointment_booking = match obj.get("enable_appointment_booking") {
             None => None,
