@@ -49,6 +49,9 @@ pub struct Settings {
     pub providers: Providers,
     /// The dashboard's address, where OAuth callbacks send the browser back (`FRONTEND_URL`).
     pub frontend_url: String,
+    /// Reminder, admin alert and auto-release of a lead left in human mode
+    /// (`HUMAN_MODE_REMINDER_MINUTES`, `HUMAN_MODE_ADMIN_ALERT_MINUTES`, `HUMAN_MODE_AUTO_RELEASE_MINUTES`).
+    pub human_mode: crate::conversations::Timeouts,
 }
 
 /// Every external service's address and the platform-wide credentials (SPEC §1). A broker's own
@@ -227,6 +230,11 @@ impl Settings {
                 ),
             },
             frontend_url: base_url("FRONTEND_URL", "http://localhost:5173"),
+            human_mode: crate::conversations::timeouts_from(
+                parse_num("HUMAN_MODE_REMINDER_MINUTES", 15)?,
+                parse_num("HUMAN_MODE_ADMIN_ALERT_MINUTES", 30)?,
+                parse_num("HUMAN_MODE_AUTO_RELEASE_MINUTES", 60)?,
+            ),
         })
     }
 

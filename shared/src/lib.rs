@@ -21,6 +21,7 @@ pub mod auth;
 pub mod brokers;
 pub mod chat;
 pub mod config;
+pub mod conversations;
 pub mod crypto;
 pub mod ctx;
 pub mod db;

@@ -9,6 +9,7 @@ mod breaker;
 mod brokers;
 mod calendar;
 mod crash;
+mod handoff;
 mod jobs;
 mod kb;
 mod leads;
