@@ -4,7 +4,7 @@ use poem_openapi::OpenApiService;
 
 use crate::routes::{
     admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, brokers::BrokersApi, calendar::CalendarApi,
-    conversations::ConversationsApi, kb::KbApi, leads::LeadsApi, tasks::TasksApi, utility::UtilityApi,
+    conversations::ConversationsApi, costs::CostsApi, kb::KbApi, leads::LeadsApi, tasks::TasksApi, utility::UtilityApi,
 };
 
 pub type Apis = (
@@ -18,6 +18,7 @@ pub type Apis = (
     AppointmentsApi,
     CalendarApi,
     ConversationsApi,
+    CostsApi,
 );
 
 pub fn service() -> OpenApiService<Apis, ()> {
@@ -33,6 +34,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             AppointmentsApi,
             CalendarApi,
             ConversationsApi,
+            CostsApi,
         ),
         "Corredor API",
         env!("CARGO_PKG_VERSION"),

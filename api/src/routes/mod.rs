@@ -6,6 +6,7 @@ pub mod auth;
 pub mod brokers;
 pub mod calendar;
 pub mod conversations;
+pub mod costs;
 pub mod kb;
 pub mod leads;
 pub mod tasks;
@@ -33,6 +34,8 @@ pub enum ApiTags {
     Calendar,
     /// The conversations inbox and human handoff
     Conversations,
+    /// What the LLM calls cost: summary, daily, outliers, export, calls
+    Costs,
     /// Service information and health
     Utility,
 }
