@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 
+use chrono::DurationRound;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures_util::{Stream, StreamExt};
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::Infra;
 use crate::ctx::{Ctx, Role};
@@ -97,6 +97,106 @@ fn round(x: f64, dp: i32) -> f64 {
     (x * f).round() / f
 }
 
+/// The roll-ups' watermark: every call created before it is folded into `llm_call_rollups`.
+async fn folded_until(db: &impl ConnectionTrait) -> Result<DateTime<Utc>> {
+    Ok(db
+        .query_one_raw(stmt("SELECT folded_until FROM llm_rollup_state WHERE id = 1", vec![]))
+        .await?
+        .map(|r| r.try_get_by_index(0))
+        .transpose()?
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH))
+}
+
+/// The first whole UTC hour at or after `t`.
+fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = t.duration_trunc(Duration::hours(1)).unwrap_or(t);
+    if floor == t { t } else { floor + Duration::hours(1) }
+}
+
+/// A `WITH u AS (…)` over the window's calls as rows of `(provider, call_type, at, calls, errors,
+/// fallbacks, cost_usd, latency_ms_sum, input_tokens, output_tokens)`: whole hours below the
+/// watermark from the roll-ups, the window's ragged first hour and everything since the watermark
+/// from the ledger. The three parts are disjoint and together hold every call of the window once.
+async fn ledger(
+    db: &impl ConnectionTrait,
+    broker: Option<i64>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<(String, Vec<sea_orm::Value>)> {
+    let watermark = folded_until(db).await?;
+    let hours_from = ceil_hour(from);
+    let raw_from = watermark.max(hours_from);
+    let mut v: Vec<sea_orm::Value> = vec![from.into(), to.into(), hours_from.into(), watermark.into(), raw_from.into()];
+    let rb = broker_cond("r", broker, &mut v);
+    let cb = match broker {
+        Some(_) => format!(" AND c.broker_id = ${}", v.len()),
+        None => String::new(),
+    };
+    let raw = "SELECT c.provider, c.call_type, c.created_at AS at, 1::int8 AS calls, \
+               (c.error IS NOT NULL)::int::int8 AS errors, c.fallback_used::int::int8 AS fallbacks, \
+               COALESCE(c.estimated_cost_usd, 0)::float8 AS cost_usd, c.latency_ms::int8 AS latency_ms_sum, \
+               c.input_tokens::int8 AS input_tokens, c.output_tokens::int8 AS output_tokens FROM llm_calls c";
+    let sql = format!(
+        "WITH u AS (\
+           SELECT r.provider, r.call_type, r.bucket AS at, r.calls, r.errors, r.fallbacks, r.cost_usd, r.latency_ms_sum, \
+                  r.input_tokens, r.output_tokens FROM llm_call_rollups r \
+           WHERE r.bucket >= $3 AND r.bucket < $4{rb} \
+           UNION ALL {raw} WHERE c.created_at >= $1 AND c.created_at < $3 AND c.created_at <= $2{cb} \
+           UNION ALL {raw} WHERE c.created_at >= $5 AND c.created_at >= $1 AND c.created_at <= $2{cb})"
+    );
+    Ok((sql, v))
+}
+
+/// How far behind the clock the fold stays, so a transaction still writing older rows is not missed.
+pub const FOLD_LAG: Duration = Duration::minutes(2);
+
+/// Folds the calls created since the last fold (up to `now − FOLD_LAG`) into the hourly roll-ups.
+/// Returns how many calls it folded. Runs under a row lock, so concurrent folds never double-add.
+pub async fn fold(infra: &Infra, now: DateTime<Utc>) -> Result<u64> {
+    let txn = infra.db.begin().await?;
+    let since: DateTime<Utc> = txn
+        .query_one_raw(stmt("SELECT folded_until FROM llm_rollup_state WHERE id = 1 FOR UPDATE", vec![]))
+        .await?
+        .map(|r| r.try_get_by_index(0))
+        .transpose()?
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    let until = now - FOLD_LAG;
+    if until <= since {
+        txn.commit().await?;
+        return Ok(0);
+    }
+    let folded: i64 = txn
+        .query_one_raw(stmt(
+            "WITH src AS (\
+               SELECT COALESCE(broker_id, 0) AS broker_id, \
+                      date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket, \
+                      provider, call_type, count(*) AS calls, count(*) FILTER (WHERE error IS NOT NULL) AS errors, \
+                      count(*) FILTER (WHERE fallback_used) AS fallbacks, \
+                      COALESCE(sum(estimated_cost_usd), 0) AS cost_usd, sum(latency_ms) AS latency_ms_sum, \
+                      sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens \
+               FROM llm_calls WHERE created_at >= $1 AND created_at < $2 GROUP BY 1, 2, 3, 4), \
+             ins AS (\
+               INSERT INTO llm_call_rollups AS r (broker_id, bucket, provider, call_type, calls, errors, fallbacks, \
+                                                  cost_usd, latency_ms_sum, input_tokens, output_tokens) \
+               SELECT * FROM src \
+               ON CONFLICT (broker_id, bucket, provider, call_type) DO UPDATE SET \
+                 calls = r.calls + EXCLUDED.calls, errors = r.errors + EXCLUDED.errors, \
+                 fallbacks = r.fallbacks + EXCLUDED.fallbacks, cost_usd = r.cost_usd + EXCLUDED.cost_usd, \
+                 latency_ms_sum = r.latency_ms_sum + EXCLUDED.latency_ms_sum, \
+                 input_tokens = r.input_tokens + EXCLUDED.input_tokens, \
+                 output_tokens = r.output_tokens + EXCLUDED.output_tokens) \
+             SELECT COALESCE(sum(calls), 0)::int8 FROM src",
+            vec![since.into(), until.into()],
+        ))
+        .await?
+        .map(|r| r.try_get_by_index(0))
+        .transpose()?
+        .unwrap_or(0);
+    txn.execute_raw(stmt("UPDATE llm_rollup_state SET folded_until = $1 WHERE id = 1", vec![until.into()])).await?;
+    txn.commit().await?;
+    Ok(folded.max(0) as u64)
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Summary {
     pub broker_id: Option<i64>,
@@ -135,40 +235,44 @@ pub async fn summary(
     let broker = scope(ctx, broker)?;
     let (from, to) = period.window(now);
     let db = &infra.db;
-    let mut v: Vec<sea_orm::Value> = vec![from.into(), to.into()];
-    let cond = broker_cond("c", broker, &mut v);
-    // One pass over the window: totals, and the per-provider / per-type splits as JSON.
-    let sql = format!(
-        "WITH w AS (SELECT provider, call_type, estimated_cost_usd, fallback_used, latency_ms, input_tokens, \
-                           output_tokens, error FROM llm_calls c WHERE c.created_at >= $1 AND c.created_at <= $2{cond}), \
-              p AS (SELECT provider, sum(COALESCE(estimated_cost_usd, 0)) s FROM w GROUP BY provider), \
-              t AS (SELECT call_type, sum(COALESCE(estimated_cost_usd, 0)) s FROM w GROUP BY call_type) \
-         SELECT (SELECT COALESCE(sum(estimated_cost_usd), 0)::float8 FROM w), (SELECT count(*) FROM w), \
-                (SELECT count(*) FROM w WHERE error IS NOT NULL), (SELECT count(*) FROM w WHERE fallback_used), \
-                (SELECT COALESCE(avg(latency_ms), 0)::float8 FROM w), \
-                (SELECT COALESCE(sum(input_tokens), 0)::int8 FROM w), (SELECT COALESCE(sum(output_tokens), 0)::int8 FROM w), \
-                (SELECT COALESCE(jsonb_object_agg(provider, s), '{{}}') FROM p), \
-                (SELECT COALESCE(jsonb_object_agg(call_type, s), '{{}}') FROM t)"
-    );
-    let r = db.query_one_raw(stmt(&sql, v)).await?.ok_or_else(|| Error::internal(anyhow::anyhow!("no row")))?;
-    let total_cost: f64 = r.try_get_by_index(0)?;
-    let total_calls: i64 = r.try_get_by_index(1)?;
-    let error_calls: i64 = r.try_get_by_index(2)?;
-    let fallback_calls: i64 = r.try_get_by_index(3)?;
-    let avg_latency: f64 = r.try_get_by_index(4)?;
-    let input_tokens: i64 = r.try_get_by_index(5)?;
-    let output_tokens: i64 = r.try_get_by_index(6)?;
-    let by_provider: Value = r.try_get_by_index(7)?;
-    let by_type: Value = r.try_get_by_index(8)?;
+    let (union, v) = ledger(db, broker, from, to).await?;
+    let rows = db
+        .query_all_raw(stmt(
+            &format!(
+                "{union} SELECT provider, call_type, sum(calls)::int8, sum(errors)::int8, sum(fallbacks)::int8, \
+                        sum(cost_usd)::float8, sum(latency_ms_sum)::int8, sum(input_tokens)::int8, \
+                        sum(output_tokens)::int8 FROM u GROUP BY 1, 2"
+            ),
+            v,
+        ))
+        .await?;
+    let (mut total_cost, mut total_calls, mut error_calls, mut fallback_calls) = (0.0f64, 0i64, 0i64, 0i64);
+    let (mut latency_sum, mut input_tokens, mut output_tokens) = (0i64, 0i64, 0i64);
+    let mut cost_by_provider: BTreeMap<String, f64> = BTreeMap::new();
+    let mut cost_by_call_type: BTreeMap<String, f64> = BTreeMap::new();
+    for r in rows {
+        let provider: String = r.try_get_by_index(0)?;
+        let call_type: String = r.try_get_by_index(1)?;
+        let cost: f64 = r.try_get_by_index(5)?;
+        total_calls += r.try_get_by_index::<i64>(2)?;
+        error_calls += r.try_get_by_index::<i64>(3)?;
+        fallback_calls += r.try_get_by_index::<i64>(4)?;
+        total_cost += cost;
+        latency_sum += r.try_get_by_index::<i64>(6)?;
+        input_tokens += r.try_get_by_index::<i64>(7)?;
+        output_tokens += r.try_get_by_index::<i64>(8)?;
+        *cost_by_provider.entry(provider).or_default() += cost;
+        *cost_by_call_type.entry(call_type).or_default() += cost;
+    }
+    let avg_latency = if total_calls > 0 { latency_sum as f64 / total_calls as f64 } else { 0.0 };
 
     let mut v: Vec<sea_orm::Value> = vec![from.into(), to.into()];
-    let cond = broker_cond("c", broker, &mut v);
+    let cond = broker_cond("l", broker, &mut v);
     let qualified: i64 = db
         .query_one_raw(stmt(
             &format!(
-                "SELECT count(*) FROM leads l WHERE l.calificacion = 'calificado' AND l.id IN \
-                 (SELECT c.lead_id FROM llm_calls c WHERE c.lead_id IS NOT NULL \
-                  AND c.created_at >= $1 AND c.created_at <= $2{cond})"
+                "SELECT count(*) FROM leads l WHERE l.calificacion = 'calificado'{cond} AND EXISTS \
+                 (SELECT 1 FROM llm_calls c WHERE c.lead_id = l.id AND c.created_at >= $1 AND c.created_at <= $2)"
             ),
             v,
         ))
@@ -207,11 +311,8 @@ pub async fn summary(
         .unwrap_or(0.0);
     let threshold = infra.settings.daily_cost_alert_usd;
     let per = |n: i64| (n > 0).then(|| round(total_cost / n as f64, 6));
-    let split = |v: Value| -> BTreeMap<String, f64> {
-        v.as_object()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), round(v.as_f64().unwrap_or(0.0), 6))).collect())
-            .unwrap_or_default()
-    };
+    let split =
+        |m: BTreeMap<String, f64>| -> BTreeMap<String, f64> { m.into_iter().map(|(k, v)| (k, round(v, 6))).collect() };
     Ok(Summary {
         broker_id: broker,
         period: period.as_str(),
@@ -225,8 +326,8 @@ pub async fn summary(
         avg_latency_ms: round(avg_latency, 1),
         input_tokens,
         output_tokens,
-        cost_by_provider: split(by_provider),
-        cost_by_call_type: split(by_type),
+        cost_by_provider: split(cost_by_provider),
+        cost_by_call_type: split(cost_by_call_type),
         qualified_leads: qualified,
         cost_per_qualified_lead_usd: per(qualified),
         booked_appointments: booked,
@@ -254,14 +355,12 @@ pub async fn daily(
 ) -> Result<Vec<Day>> {
     let broker = scope(ctx, broker)?;
     let (from, to) = period.window(now);
-    let mut v: Vec<sea_orm::Value> = vec![from.into(), to.into()];
-    let cond = broker_cond("c", broker, &mut v);
+    let (union, v) = ledger(&infra.db, broker, from, to).await?;
     let rows = infra
         .db
         .query_all_raw(stmt(
             &format!(
-                "SELECT (c.created_at AT TIME ZONE 'UTC')::date d, COALESCE(sum(estimated_cost_usd), 0)::float8, count(*) \
-                 FROM llm_calls c WHERE c.created_at >= $1 AND c.created_at <= $2{cond} GROUP BY 1"
+                "{union} SELECT (at AT TIME ZONE 'UTC')::date, sum(cost_usd)::float8, sum(calls)::int8 FROM u GROUP BY 1"
             ),
             v,
         ))

@@ -13,8 +13,10 @@ async fn get(app: &TestApp, user: &User, path: &str) -> poem::test::TestResponse
 }
 
 async fn ok(resp: poem::test::TestResponse) -> Value {
-    resp.assert_status_is_ok();
-    body(resp).await
+    let status = resp.0.status();
+    let b = body(resp).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    b
 }
 
 /// One ledger row, `ago` before now.
@@ -269,4 +271,70 @@ async fn only_admins_read_costs_and_only_their_own() {
     assert!(brokers[0]["cost_per_lead"].is_null());
     let export = get(&app, &root, "/api/v1/admin/costs/export").await;
     export.assert_header("content-disposition", "attachment; filename=llm_costs_all_month.csv");
+}
+
+#[tokio::test]
+async fn folding_into_hourly_rollups_changes_no_figure() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    let b = admin.broker_id.unwrap();
+    let lead = app.lead(&admin, json!({"phone": phone()})).await["id"].as_i64().unwrap();
+    // Spread over the month: the window's ragged first hour, whole hours, and the last minute.
+    for (i, ago) in [
+        Duration::days(30) - Duration::minutes(5),
+        Duration::days(12),
+        Duration::hours(5),
+        Duration::minutes(90),
+        Duration::seconds(20),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let err = (i == 2).then_some("500");
+        call(
+            &app,
+            b,
+            Some(lead),
+            if i % 2 == 0 { "gemini" } else { "openai" },
+            "chat_response",
+            0.001 * (i as f64 + 1.0),
+            100 * (i as i32 + 1),
+            i == 3,
+            err,
+            ago,
+        )
+        .await;
+    }
+    call(&app, b, None, "gemini", "embedding", 0.0005, 7, false, None, Duration::days(3)).await;
+    let before_summary = ok(get(&app, &admin, "/api/v1/admin/costs/summary").await).await;
+    let before_daily = ok(get(&app, &admin, "/api/v1/admin/costs/daily").await).await;
+    assert_eq!(before_summary["total_calls"], 6);
+
+    let now = Utc::now();
+    assert_eq!(shared::costs::fold(app.infra(), now).await.unwrap(), 5, "the call of the last two minutes waits");
+    assert_eq!(shared::costs::fold(app.infra(), now).await.unwrap(), 0, "nothing is folded twice");
+    let rolled: i64 = app
+        .db()
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT sum(calls)::int8 FROM llm_call_rollups"))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    assert_eq!(rolled, 5);
+    let strip = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("from");
+        v.as_object_mut().unwrap().remove("to");
+        v
+    };
+    let after_summary = ok(get(&app, &admin, "/api/v1/admin/costs/summary").await).await;
+    assert_eq!(strip(after_summary.clone()), strip(before_summary), "{after_summary}");
+    assert_eq!(ok(get(&app, &admin, "/api/v1/admin/costs/daily").await).await, before_daily);
+    // A new call after the fold is counted from the ledger.
+    call(&app, b, Some(lead), "openai", "chat_response", 1.0, 10, false, None, Duration::seconds(1)).await;
+    let s = ok(get(&app, &admin, "/api/v1/admin/costs/summary?period=week").await).await;
+    assert_eq!(s["total_calls"], 5, "{s}");
+    // Another broker's roll-ups stay out.
+    let other = app.new_broker().await;
+    assert_eq!(ok(get(&app, &other, "/api/v1/admin/costs/summary").await).await["total_calls"], 0);
 }
