@@ -4,7 +4,8 @@ use poem_openapi::OpenApiService;
 
 use crate::routes::{
     admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, broker_config::BrokerConfigApi, brokers::BrokersApi,
-    calendar::CalendarApi, kb::KbApi, leads::LeadsApi, tasks::TasksApi, utility::UtilityApi,
+    calendar::CalendarApi, conversations::ConversationsApi, costs::CostsApi, kb::KbApi, leads::LeadsApi,
+    tasks::TasksApi, utility::UtilityApi,
 };
 
 pub type Apis = (
@@ -18,6 +19,8 @@ pub type Apis = (
     KbApi,
     AppointmentsApi,
     CalendarApi,
+    ConversationsApi,
+    CostsApi,
 );
 
 pub fn service() -> OpenApiService<Apis, ()> {
@@ -33,6 +36,8 @@ pub fn service() -> OpenApiService<Apis, ()> {
             KbApi,
             AppointmentsApi,
             CalendarApi,
+            ConversationsApi,
+            CostsApi,
         ),
         "Corredor API",
         env!("CARGO_PKG_VERSION"),

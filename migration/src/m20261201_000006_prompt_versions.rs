@@ -1,7 +1,8 @@
 //! Prompt versions: every text of a broker's system prompt that was ever live (or prepared), numbered
 //! per broker, with at most one active — the one the LLM uses. Also the broker-config columns the
 //! reference's config API exposes and the foundation lacked (`priority_assignment_enabled`,
-//! `alert_on_qualified`, `alert_email`), and the link from each reply to the version that wrote it.
+//! `alert_on_qualified`, `alert_email`), and the link from each reply and each `llm_calls` row to the
+//! version that wrote it.
 //!
 //! "At most one active per broker" is a partial unique index, so no interleaving of activations can
 //! break it; the service serialises activations per broker so they also never fail on it.
@@ -42,6 +43,11 @@ ALTER TABLE chat_messages
 CREATE INDEX chat_messages_prompt_version_idx
     ON chat_messages (prompt_version_id, lead_id) WHERE prompt_version_id IS NOT NULL;
 
+ALTER TABLE llm_calls
+    ADD CONSTRAINT llm_calls_prompt_version_fkey
+    FOREIGN KEY (prompt_version_id) REFERENCES prompt_versions(id) ON DELETE SET NULL;
+CREATE INDEX llm_calls_prompt_version_idx ON llm_calls (prompt_version_id) WHERE prompt_version_id IS NOT NULL;
+
 ALTER TABLE brokers ADD COLUMN priority_assignment_enabled boolean NOT NULL DEFAULT false;
 ALTER TABLE broker_lead_configs
     ADD COLUMN alert_on_qualified boolean NOT NULL DEFAULT true,
@@ -51,6 +57,8 @@ ALTER TABLE broker_lead_configs
 const DOWN: &str = r#"
 ALTER TABLE broker_lead_configs DROP COLUMN IF EXISTS alert_email, DROP COLUMN IF EXISTS alert_on_qualified;
 ALTER TABLE brokers DROP COLUMN IF EXISTS priority_assignment_enabled;
+DROP INDEX IF EXISTS llm_calls_prompt_version_idx;
+ALTER TABLE llm_calls DROP CONSTRAINT IF EXISTS llm_calls_prompt_version_fkey;
 DROP INDEX IF EXISTS chat_messages_prompt_version_idx;
 ALTER TABLE chat_messages DROP CONSTRAINT IF EXISTS chat_messages_prompt_version_fkey;
 DROP TABLE IF EXISTS prompt_versions;

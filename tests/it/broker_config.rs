@@ -773,6 +773,28 @@ async fn versions_report_uses_and_what_followed_their_replies() {
         ))
         .await
         .expect("qualify");
+    // Its LLM calls: two answered, one failed (left out of the averages).
+    for (input, output, latency, error) in
+        [(100i32, 50i32, 200i32, None), (200, 50, 400, None), (0, 0, 50, Some("timeout"))]
+    {
+        app.db()
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "INSERT INTO llm_calls (broker_id, lead_id, provider, model, call_type, input_tokens, output_tokens, \
+                 latency_ms, error, prompt_version_id) VALUES ($1, $2, 'openai', 'gpt-4o-mini', 'chat_response', $3, $4, $5, $6, $7)",
+                [
+                    broker_id.into(),
+                    maria.into(),
+                    input.into(),
+                    output.into(),
+                    latency.into(),
+                    error.map(str::to_string).into(),
+                    v1.into(),
+                ],
+            ))
+            .await
+            .expect("insert llm call");
+    }
     // Another broker's replies never count.
     let other = app.new_broker().await;
     let other_lead = app.lead(&other, lead("Ana")).await["id"].as_i64().expect("lead");
@@ -793,6 +815,8 @@ async fn versions_report_uses_and_what_followed_their_replies() {
         (f2["total_uses"].clone(), f2["leads_qualified"].clone(), f2["appointments_booked"].clone()),
         (json!(2), json!(1), json!(1))
     );
+    assert_eq!((f1["avg_tokens_per_call"].as_f64(), f1["avg_latency_ms"].as_f64()), (Some(200.0), Some(300.0)));
+    assert!(f2["avg_tokens_per_call"].is_null() && f2["avg_latency_ms"].is_null());
     assert!(f1["avg_lead_score_delta"].is_null() && f1["escalation_rate"].is_null());
     let o = versions_of(&app, &other).await;
     assert_eq!(o["versions"][0]["total_uses"], 1);

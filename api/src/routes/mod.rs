@@ -6,6 +6,8 @@ pub mod auth;
 pub mod broker_config;
 pub mod brokers;
 pub mod calendar;
+pub mod conversations;
+pub mod costs;
 pub mod kb;
 pub mod leads;
 pub mod tasks;
@@ -33,6 +35,10 @@ pub enum ApiTags {
     Appointments,
     /// The broker's availability, blocked time and Google Calendar connection
     Calendar,
+    /// The conversations inbox and human handoff
+    Conversations,
+    /// What the LLM calls cost: summary, daily, outliers, export, calls
+    Costs,
     /// Service information and health
     Utility,
 }

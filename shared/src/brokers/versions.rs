@@ -157,10 +157,10 @@ pub(crate) async fn snapshot(
 pub struct VersionStats {
     /// Replies written with this version (`chat_messages.prompt_version_id`, outbound).
     pub total_uses: i64,
-    /// Average input + output tokens of its LLM calls. `None` until the cost ledger records the
-    /// prompt version of each call.
+    /// Average input + output tokens of its successful LLM calls (`llm_calls.prompt_version_id`);
+    /// `None` while it has none.
     pub avg_tokens_per_call: Option<f64>,
-    /// Average latency of its LLM calls, same source.
+    /// Average latency of its successful LLM calls, same source.
     pub avg_latency_ms: Option<f64>,
     /// Distinct leads this version answered that are now `calificado`.
     pub leads_qualified: i64,
@@ -185,6 +185,10 @@ async fn stats(db: &impl ConnectionTrait, broker_id: i64, ids: &[i64]) -> Result
            FROM chat_messages m JOIN leads l ON l.id = m.lead_id \
            WHERE m.prompt_version_id = ANY({arr}) AND m.direction = 'out' AND l.calificacion = 'calificado' \
            GROUP BY 1), \
+         calls AS ( \
+           SELECT c.prompt_version_id AS id, avg(c.input_tokens + c.output_tokens)::float8 AS tokens, \
+                  avg(c.latency_ms)::float8 AS latency \
+           FROM llm_calls c WHERE c.prompt_version_id = ANY({arr}) AND c.error IS NULL GROUP BY 1), \
          booked AS ( \
            SELECT last.id, count(*) AS n FROM appointments a \
            CROSS JOIN LATERAL ( \
@@ -197,8 +201,9 @@ async fn stats(db: &impl ConnectionTrait, broker_id: i64, ids: &[i64]) -> Result
              AND last.id = ANY({arr}) \
            GROUP BY 1) \
          SELECT v.id, COALESCE(u.n, 0)::bigint AS uses, COALESCE(q.n, 0)::bigint AS qualified, \
-                COALESCE(b.n, 0)::bigint AS booked \
-         FROM v LEFT JOIN uses u ON u.id = v.id LEFT JOIN qualified q ON q.id = v.id LEFT JOIN booked b ON b.id = v.id"
+                COALESCE(b.n, 0)::bigint AS booked, c.tokens, c.latency \
+         FROM v LEFT JOIN uses u ON u.id = v.id LEFT JOIN qualified q ON q.id = v.id LEFT JOIN booked b ON b.id = v.id \
+         LEFT JOIN calls c ON c.id = v.id"
     );
     let rows = db.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, [broker_id.into()])).await?;
     rows.into_iter()
@@ -207,8 +212,8 @@ async fn stats(db: &impl ConnectionTrait, broker_id: i64, ids: &[i64]) -> Result
                 r.try_get::<i64>("", "id")?,
                 VersionStats {
                     total_uses: r.try_get("", "uses")?,
-                    avg_tokens_per_call: None,
-                    avg_latency_ms: None,
+                    avg_tokens_per_call: r.try_get("", "tokens")?,
+                    avg_latency_ms: r.try_get("", "latency")?,
                     leads_qualified: r.try_get("", "qualified")?,
                     appointments_booked: r.try_get("", "booked")?,
                 },
