@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
+use sea_orm::sea_query::LockType;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set,
     TransactionTrait,
@@ -917,8 +918,12 @@ pub async fn update_assignment(
 ) -> Result<brokers::Model> {
     let broker_id = scope(ctx, requested)?;
     let txn = db.begin().await?;
-    let broker =
-        brokers::Entity::find_by_id(broker_id).lock_exclusive().one(&txn).await?.ok_or(Error::NotFound("Broker"))?;
+    let broker = brokers::Entity::find_by_id(broker_id)
+        // NO KEY UPDATE: leads and users keep inserting (their foreign-key checks take KEY SHARE).
+        .lock(LockType::NoKeyUpdate)
+        .one(&txn)
+        .await?
+        .ok_or(Error::NotFound("Broker"))?;
     if broker.priority_assignment_enabled == enabled {
         txn.commit().await?;
         return Ok(broker);
