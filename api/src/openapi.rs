@@ -3,8 +3,9 @@
 use poem_openapi::OpenApiService;
 
 use crate::routes::{
-    admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, brokers::BrokersApi, calendar::CalendarApi,
-    conversations::ConversationsApi, costs::CostsApi, kb::KbApi, leads::LeadsApi, tasks::TasksApi, utility::UtilityApi,
+    admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, broker_config::BrokerConfigApi, brokers::BrokersApi,
+    calendar::CalendarApi, conversations::ConversationsApi, costs::CostsApi, kb::KbApi, leads::LeadsApi,
+    tasks::TasksApi, utility::UtilityApi,
 };
 
 pub type Apis = (
@@ -12,6 +13,7 @@ pub type Apis = (
     AuthApi,
     LeadsApi,
     BrokersApi,
+    BrokerConfigApi,
     AdminApi,
     TasksApi,
     KbApi,
@@ -28,6 +30,7 @@ pub fn service() -> OpenApiService<Apis, ()> {
             AuthApi,
             LeadsApi,
             BrokersApi,
+            BrokerConfigApi,
             AdminApi,
             TasksApi,
             KbApi,

@@ -7,6 +7,7 @@ mod costs;
 mod appointments;
 mod auth;
 mod breaker;
+mod broker_config;
 mod brokers;
 mod calendar;
 mod crash;

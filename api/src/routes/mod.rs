@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod appointments;
 pub mod auth;
+pub mod broker_config;
 pub mod brokers;
 pub mod calendar;
 pub mod conversations;
@@ -24,6 +25,8 @@ pub enum ApiTags {
     Brokers,
     /// Users of a broker; ADMIN manages its own broker's
     BrokerUsers,
+    /// The broker's AI configuration: identity, prompt sections, scoring, prompt versions
+    BrokerConfig,
     /// Knowledge base: entries, semantic search, re-embedding
     KnowledgeBase,
     /// Platform administration: audit log

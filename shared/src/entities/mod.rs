@@ -16,4 +16,5 @@ pub mod dead_jobs;
 pub mod knowledge_base;
 pub mod knowledge_chunks;
 pub mod leads;
+pub mod prompt_versions;
 pub mod users;
