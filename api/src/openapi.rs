@@ -4,14 +4,38 @@ use poem_openapi::OpenApiService;
 
 use crate::routes::{
     admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, brokers::BrokersApi, calendar::CalendarApi,
-    kb::KbApi, leads::LeadsApi, tasks::TasksApi, utility::UtilityApi,
+    kb::KbApi, leads::LeadsApi, pipeline::LeadRulesApi, pipeline::PipelineApi, tasks::TasksApi, utility::UtilityApi,
 };
 
-pub type Apis = (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi, KbApi, AppointmentsApi, CalendarApi);
+pub type Apis = (
+    UtilityApi,
+    AuthApi,
+    LeadsApi,
+    LeadRulesApi,
+    BrokersApi,
+    AdminApi,
+    TasksApi,
+    KbApi,
+    AppointmentsApi,
+    CalendarApi,
+    PipelineApi,
+);
 
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi, KbApi, AppointmentsApi, CalendarApi),
+        (
+            UtilityApi,
+            AuthApi,
+            LeadsApi,
+            LeadRulesApi,
+            BrokersApi,
+            AdminApi,
+            TasksApi,
+            KbApi,
+            AppointmentsApi,
+            CalendarApi,
+            PipelineApi,
+        ),
         "Corredor API",
         env!("CARGO_PKG_VERSION"),
     )

@@ -7,6 +7,7 @@ pub mod brokers;
 pub mod calendar;
 pub mod kb;
 pub mod leads;
+pub mod pipeline;
 pub mod tasks;
 pub mod utility;
 
@@ -32,4 +33,6 @@ pub enum ApiTags {
     Calendar,
     /// Service information and health
     Utility,
+    /// The sales pipeline: board, stage columns, funnel metrics, auto-advance
+    Pipeline,
 }
