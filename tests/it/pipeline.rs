@@ -781,3 +781,23 @@ async fn agents_are_listed_and_leads_assigned_and_unassigned_through_the_pipelin
     let unassignments = activities(&app, id, "assignment").await;
     assert!(unassignments.last().unwrap().details["assigned_to"].is_null());
 }
+
+#[tokio::test]
+async fn appointments_booked_and_completed_through_the_api_move_the_lead_at_once() {
+    use crate::appointments::{book as book_api, expect, local, next_monday, put};
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    let id = qualified_lead(&app, &admin, 2_000_000).await;
+    apply(&app, id).await;
+    assert_eq!(row(&app, id).await.pipeline_stage, "calificacion_financiera");
+
+    let a =
+        book_api(&app, &admin, json!({"lead_id": id, "start_time": local(next_monday(), 10, 0).to_rfc3339()})).await;
+
+    let lead = row(&app, id).await;
+    assert_eq!(lead.pipeline_stage, "agendado");
+    assert_eq!(lead.lead_score_components["engagement"]["appointment"], 5.0);
+    let path = format!("/api/v1/appointments/{}", a["id"]);
+    expect(put(&app, &admin, &path, json!({"status": "completed"})).await, 200).await;
+    assert_eq!(row(&app, id).await.pipeline_stage, "seguimiento");
+}

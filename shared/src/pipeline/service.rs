@@ -261,6 +261,19 @@ pub async fn recalculate(infra: &Infra, ctx: &Ctx, id: i64) -> Result<RulesOutco
     Ok(outcome)
 }
 
+/// Runs the rules on one lead after something outside a conversation changed its facts (an
+/// appointment booked, confirmed, completed or cancelled): its own transaction, then the events.
+pub async fn reapply(infra: &Infra, lead_id: i64) -> Result<Option<RulesOutcome>> {
+    let txn = infra.db.begin().await?;
+    let Some(lead) = leads::Entity::find_by_id(lead_id).lock_exclusive().one(&txn).await? else {
+        return Ok(None);
+    };
+    let outcome = rules_service::apply(infra, &txn, lead, Utc::now()).await?;
+    txn.commit().await?;
+    rules_service::publish(infra, &outcome).await;
+    Ok(Some(outcome))
+}
+
 /// One automatic move, for reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Move {
