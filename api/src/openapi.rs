@@ -4,7 +4,8 @@ use poem_openapi::OpenApiService;
 
 use crate::routes::{
     admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, brokers::BrokersApi, calendar::CalendarApi,
-    kb::KbApi, leads::LeadsApi, pipeline::LeadRulesApi, pipeline::PipelineApi, tasks::TasksApi, utility::UtilityApi,
+    conversations::ConversationsApi, costs::CostsApi, kb::KbApi, leads::LeadsApi, pipeline::LeadRulesApi,
+    pipeline::PipelineApi, tasks::TasksApi, utility::UtilityApi,
 };
 
 pub type Apis = (
@@ -18,6 +19,8 @@ pub type Apis = (
     KbApi,
     AppointmentsApi,
     CalendarApi,
+    ConversationsApi,
+    CostsApi,
     PipelineApi,
 );
 
@@ -34,6 +37,8 @@ pub fn service() -> OpenApiService<Apis, ()> {
             KbApi,
             AppointmentsApi,
             CalendarApi,
+            ConversationsApi,
+            CostsApi,
             PipelineApi,
         ),
         "Corredor API",

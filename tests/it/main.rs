@@ -2,6 +2,7 @@
 //! template) and its own Redis key prefix, so they run in parallel against real infrastructure.
 
 mod common;
+mod costs;
 
 mod appointments;
 mod auth;
@@ -9,6 +10,7 @@ mod breaker;
 mod brokers;
 mod calendar;
 mod crash;
+mod handoff;
 mod jobs;
 mod kb;
 mod leads;

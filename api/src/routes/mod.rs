@@ -5,6 +5,8 @@ pub mod appointments;
 pub mod auth;
 pub mod brokers;
 pub mod calendar;
+pub mod conversations;
+pub mod costs;
 pub mod kb;
 pub mod leads;
 pub mod pipeline;
@@ -31,6 +33,10 @@ pub enum ApiTags {
     Appointments,
     /// The broker's availability, blocked time and Google Calendar connection
     Calendar,
+    /// The conversations inbox and human handoff
+    Conversations,
+    /// What the LLM calls cost: summary, daily, outliers, export, calls
+    Costs,
     /// Service information and health
     Utility,
     /// The sales pipeline: board, stage columns, funnel metrics, auto-advance
