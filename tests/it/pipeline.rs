@@ -686,7 +686,33 @@ async fn the_per_lead_auto_advance_and_move_stage_aliases_work_like_the_referenc
         .body_json(&json!({"new_stage": "potencial"}))
         .send()
         .await;
-    expect_error(resp, 422, "invalid_stage").await;
+    let e = expect_error(resp, 422, "invalid_stage").await;
+    assert_eq!(e["detail"][0]["loc"], json!(["body", "new_stage"]));
+    let move_stage = |b: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.client()
+                .post(format!("/api/v1/pipeline/leads/{id}/move-stage"))
+                .header("authorization", admin.bearer())
+                .body_json(&b)
+                .send()
+                .await
+        }
+    };
+    let resp = move_stage(json!({"new_stage": "agendado", "close_reason": "precio"})).await;
+    let e = expect_error(resp, 422, "validation_error").await;
+    assert_eq!(e["detail"][0]["loc"], json!(["body", "close_reason"]));
+    let b = json!({"new_stage": "perdido", "reason": "sin respuesta", "close_reason": "competencia",
+                   "close_reason_detail": "Compró con otra corredora"});
+    ok_json(move_stage(b).await).await;
+    let lost = row(&app, id).await;
+    assert_eq!((lost.status.as_str(), lost.close_reason.as_deref()), ("lost", Some("competencia")));
+    assert_eq!(lost.close_reason_detail.as_deref(), Some("Compró con otra corredora"));
+    assert_eq!(activities(&app, id, "stage_change").await.last().unwrap().details["reason"], "sin respuesta");
+    ok_json(move_stage(json!({"new_stage": "seguimiento"})).await).await;
+    let reopened = row(&app, id).await;
+    assert_eq!((reopened.close_reason, reopened.close_reason_detail), (None, None));
     let intruder = app.new_broker().await;
     expect_error(post(&app, &intruder, &format!("/api/v1/pipeline/leads/{id}/auto-advance")).await, 404, "not_found")
         .await;

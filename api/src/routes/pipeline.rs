@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 use shared::entities::appointments;
 use shared::leads::RulesOutcome;
+use shared::leads::service::ManualMove;
 use shared::pipeline::service::{self, BoardLead, Metrics, Refresh, StageQuery};
 
 use super::ApiTags;
@@ -303,6 +304,14 @@ pub struct MoveStageBody {
     /// `entrada` · `perfilamiento` · `calificacion_financiera` · `agendado` · `seguimiento` · `referidos` · `ganado` · `perdido`
     #[oai(validator(max_length = 64))]
     pub new_stage: String,
+    /// Why (recorded in the activity and the `stage_changed` event; default `manual`).
+    #[oai(validator(max_length = 200))]
+    pub reason: Option<String>,
+    /// Only into `ganado` / `perdido`: `precio`, `competencia`, `compra_directa`, …
+    #[oai(validator(max_length = 100))]
+    pub close_reason: Option<String>,
+    #[oai(validator(max_length = 5000))]
+    pub close_reason_detail: Option<String>,
 }
 
 #[derive(Object)]
@@ -535,7 +544,7 @@ impl PipelineApi {
     /// Move a lead to a stage (alias)
     ///
     /// The reference service's path for `PUT /api/v1/leads/{lead_id}/pipeline`: a manual move, which
-    /// may go backwards.
+    /// may go backwards, with an optional reason and, into `ganado` / `perdido`, a close reason.
     #[oai(
         path = "/api/v1/pipeline/leads/:lead_id/move-stage",
         method = "post",
@@ -548,7 +557,12 @@ impl PipelineApi {
         lead_id: Path<i64>,
         body: JsonBody<MoveStageBody>,
     ) -> ApiResult<Json<MoveStageOut>> {
-        let (old, lead) = shared::leads::service::move_stage(&state.infra, &auth, lead_id.0, &body.0.new_stage).await?;
+        let b = body.0;
+        let manual =
+            ManualMove { reason: b.reason, close_reason: b.close_reason, close_reason_detail: b.close_reason_detail };
+        let (old, lead) =
+            shared::leads::service::move_stage_with(&state.infra, &auth, lead_id.0, &b.new_stage, "new_stage", manual)
+                .await?;
         Ok(Json(MoveStageOut {
             message: "Lead moved".into(),
             lead_id: lead.row.id,
