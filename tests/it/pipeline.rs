@@ -827,3 +827,20 @@ async fn appointments_booked_and_completed_through_the_api_move_the_lead_at_once
     expect(put(&app, &admin, &path, json!({"status": "completed"})).await, 200).await;
     assert_eq!(row(&app, id).await.pipeline_stage, "seguimiento");
 }
+
+#[tokio::test]
+async fn apply_writes_on_the_callers_transaction_and_a_rollback_leaves_nothing() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    let id = qualified_lead(&app, &admin, 2_000_000).await;
+    let before = row(&app, id).await;
+
+    let txn = app.db().begin().await.unwrap();
+    let o = rules_service::apply(app.infra(), &txn, before.clone(), Utc::now()).await.unwrap();
+    assert!(o.changed && !o.stage_moves.is_empty());
+    txn.rollback().await.unwrap();
+
+    assert_eq!(row(&app, id).await, before);
+    assert!(activities(&app, id, "stage_change").await.is_empty());
+    assert!(activities(&app, id, "score_update").await.is_empty());
+}
