@@ -5,44 +5,25 @@ use poem_openapi::OpenApiService;
 use crate::routes::{
     admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, broker_config::BrokerConfigApi, brokers::BrokersApi,
     calendar::CalendarApi, conversations::ConversationsApi, costs::CostsApi, kb::KbApi, leads::LeadsApi,
-    tasks::TasksApi, utility::UtilityApi,
+    pipeline::LeadRulesApi, pipeline::PipelineApi, tasks::TasksApi, utility::UtilityApi,
 };
 
-pub type Apis = (
-    UtilityApi,
-    AuthApi,
-    LeadsApi,
-    BrokersApi,
-    BrokerConfigApi,
-    AdminApi,
-    TasksApi,
-    KbApi,
-    AppointmentsApi,
-    CalendarApi,
-    ConversationsApi,
-    CostsApi,
-);
+/// Platform, accounts and administration.
+pub type CoreApis = (UtilityApi, AuthApi, BrokersApi, BrokerConfigApi, AdminApi, TasksApi, CostsApi);
+/// Leads and what Sofía does with them.
+pub type LeadApis = (LeadsApi, LeadRulesApi, PipelineApi, ConversationsApi, KbApi, AppointmentsApi, CalendarApi);
+/// Every feature's routes, grouped (poem-openapi composes tuples of at most 16).
+pub type Apis = (CoreApis, LeadApis);
+
+pub fn apis() -> Apis {
+    (
+        (UtilityApi, AuthApi, BrokersApi, BrokerConfigApi, AdminApi, TasksApi, CostsApi),
+        (LeadsApi, LeadRulesApi, PipelineApi, ConversationsApi, KbApi, AppointmentsApi, CalendarApi),
+    )
+}
 
 pub fn service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new(
-        (
-            UtilityApi,
-            AuthApi,
-            LeadsApi,
-            BrokersApi,
-            BrokerConfigApi,
-            AdminApi,
-            TasksApi,
-            KbApi,
-            AppointmentsApi,
-            CalendarApi,
-            ConversationsApi,
-            CostsApi,
-        ),
-        "Corredor API",
-        env!("CARGO_PKG_VERSION"),
-    )
-    .description(
+    OpenApiService::new(apis(), "Corredor API", env!("CARGO_PKG_VERSION")).description(
         "Backend of an AI lead-qualification CRM for real-estate brokerages. Errors are JSON \
              `{detail, code}`; validation errors are 422 with `detail` as a list of `{loc, msg, type}`.",
     )

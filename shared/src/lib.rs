@@ -7,7 +7,7 @@
 //! - [`db`]: pool set-up, database creation and constraint mapping.
 //! - [`entities`]: sea-orm entities of every table.
 //! - [`auth`], [`leads`], [`brokers`], [`audit`], [`knowledge`]: one module per feature (model, repo,
-//!   service); [`pipeline`]: stage rules.
+//!   service); [`pipeline`]: stage rules, board, funnel metrics, auto-advance and the nightly refresh.
 //! - [`appointments`]: bookings, availability, the broker's Google Calendar and reminders.
 //! - [`jobs`]: the queue contract (one module per queue); [`effects`]: idempotent side effects;
 //!   [`tasks`]: dead jobs.

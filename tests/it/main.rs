@@ -17,6 +17,7 @@ mod kb;
 mod leads;
 mod llm;
 mod malformed;
+mod pipeline;
 mod queue;
 mod tasks;
 mod utility;

@@ -48,6 +48,17 @@ pub fn defaults() -> Vec<Schedule> {
             }),
         },
         Schedule {
+            // Hourly ticks, work once a night: inactivity penalties and every other rule re-applied
+            // to every open lead at the hour of the night when chats are fewest.
+            name: "refresh_lead_scores",
+            every: Duration::from_secs(3600),
+            task: Arc::new(|infra: Infra, tick: u64| {
+                Box::pin(async move {
+                    if is_nightly_tick(tick) { refresh_lead_scores(&infra).await.map(|_| ()) } else { Ok(()) }
+                })
+            }),
+        },
+        Schedule {
             // Leads left in human mode: reminder, admin alert, auto-release (as notification jobs).
             name: "human_mode_timeouts",
             every: Duration::from_secs(60),
@@ -140,6 +151,20 @@ pub async fn prune_import_uploads(infra: &Infra) -> shared::Result<u64> {
         ))
         .await?;
     Ok(res.rows_affected())
+}
+
+/// The UTC hour of the nightly score refresh: 03:00 in Santiago in summer, 02:00 in winter.
+pub const NIGHTLY_HOUR_UTC: u64 = 6;
+
+/// Whether an hourly tick (tick `n` starts at `n` hours after the epoch) is the nightly one.
+pub fn is_nightly_tick(tick: u64) -> bool {
+    tick % 24 == NIGHTLY_HOUR_UTC
+}
+
+/// The nightly refresh: the lead rules over every open lead of every broker, in batches.
+pub async fn refresh_lead_scores(infra: &Infra) -> shared::Result<shared::pipeline::service::Refresh> {
+    use shared::pipeline::service::{Sweep, refresh};
+    refresh(infra, Sweep::Scores { broker_id: None }, chrono::Utc::now()).await
 }
 
 /// Folds every broker's pending lead-count deltas into its total, so list requests read few rows.

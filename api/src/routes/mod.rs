@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod costs;
 pub mod kb;
 pub mod leads;
+pub mod pipeline;
 pub mod tasks;
 pub mod utility;
 
@@ -41,4 +42,6 @@ pub enum ApiTags {
     Costs,
     /// Service information and health
     Utility,
+    /// The sales pipeline: board, stage columns, funnel metrics, auto-advance
+    Pipeline,
 }

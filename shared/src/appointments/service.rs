@@ -425,6 +425,11 @@ async fn after_change(infra: &Infra, a: &Appointment, event: &str, new_time: boo
     {
         tracing::error!(appointment_id = row.id, error = %e, "could not schedule reminders");
     }
+    // A booked, confirmed, completed or cancelled appointment changes the lead's score and may move
+    // its stage (calificacion_financiera → agendado → seguimiento); the nightly refresh catches a failure.
+    if let Err(e) = crate::pipeline::service::reapply(infra, row.lead_id).await {
+        tracing::error!(lead_id = row.lead_id, error = %e, "could not re-apply the lead rules");
+    }
 }
 
 /// Raw `available-slots` parameters.

@@ -400,7 +400,44 @@ pub async fn assign(infra: &Infra, ctx: &Ctx, id: i64, agent_id: i64) -> Result<
 /// A manual stage move: any valid stage, backwards included. `ganado` / `perdido` close the lead as
 /// converted / lost; leaving them reopens it with the temperature its score gives.
 pub async fn move_stage(infra: &Infra, ctx: &Ctx, id: i64, raw_stage: &str) -> Result<(Stage, LeadView)> {
-    let stage = Stage::parse_field(raw_stage, FieldError::body("stage", "", "value_error"))?;
+    move_stage_with(infra, ctx, id, raw_stage, "stage", ManualMove::default()).await
+}
+
+/// What a person may say about a manual move (the reference's `move-stage` body).
+#[derive(Clone, Debug, Default)]
+pub struct ManualMove {
+    /// Recorded in the activity and the event (default `manual`).
+    pub reason: Option<String>,
+    /// Why the lead was won or lost (`precio`, `competencia`, …); only for `ganado` / `perdido`.
+    pub close_reason: Option<String>,
+    pub close_reason_detail: Option<String>,
+}
+
+/// [`move_stage`] with a reason and, when closing, a close reason; `stage_field` names the body
+/// field the stage came in (for the 422's `loc`).
+pub async fn move_stage_with(
+    infra: &Infra,
+    ctx: &Ctx,
+    id: i64,
+    raw_stage: &str,
+    stage_field: &str,
+    m: ManualMove,
+) -> Result<(Stage, LeadView)> {
+    let stage = Stage::parse_field(raw_stage, FieldError::body(stage_field, "", "value_error"))?;
+    let clean = |v: Option<String>, field: &str, max: usize| -> Result<Option<String>> {
+        let v = v.map(|v| crate::text::clean_text(&v)).filter(|v| !v.is_empty());
+        if v.as_ref().is_some_and(|v| v.chars().count() > max) {
+            return Err(Error::invalid_body(field, format!("{field} must have at most {max} characters")));
+        }
+        Ok(v)
+    };
+    let reason = clean(m.reason, "reason", 200)?.unwrap_or_else(|| "manual".into());
+    let close_reason = clean(m.close_reason, "close_reason", 100)?;
+    let close_reason_detail = clean(m.close_reason_detail, "close_reason_detail", 5000)?;
+    let closing = matches!(stage, Stage::Ganado | Stage::Perdido);
+    if !closing && (close_reason.is_some() || close_reason_detail.is_some()) {
+        return Err(Error::invalid_body("close_reason", "close_reason applies only to moves into ganado or perdido"));
+    }
     let txn = infra.db.begin().await?;
     let lead = repo::lock_visible(&txn, ctx, id).await?;
     let old: Stage = lead.pipeline_stage.parse().unwrap_or(Stage::Entrada);
@@ -428,9 +465,11 @@ pub async fn move_stage(infra: &Infra, ctx: &Ctx, id: i64, raw_stage: &str) -> R
     am.status = Set(status.as_str().to_string());
     am.closed_at = Set(closed.then_some(now));
     if closed {
-        am.close_reason = Set(lead.close_reason.clone().or_else(|| Some("manual".into())));
+        am.close_reason = Set(close_reason.or_else(|| lead.close_reason.clone()).or_else(|| Some("manual".into())));
+        am.close_reason_detail = Set(close_reason_detail.or_else(|| lead.close_reason_detail.clone()));
     } else {
         am.close_reason = Set(None);
+        am.close_reason_detail = Set(None);
     }
     am.updated_at = Set(now);
     let updated = am.update(&txn).await?;
@@ -439,7 +478,7 @@ pub async fn move_stage(infra: &Infra, ctx: &Ctx, id: i64, raw_stage: &str) -> R
         ctx,
         &updated,
         "stage_change",
-        json!({"old_stage": old.as_str(), "new_stage": stage.as_str(), "reason": "manual", "triggered_by_campaign": null,
+        json!({"old_stage": old.as_str(), "new_stage": stage.as_str(), "reason": reason, "triggered_by_campaign": null,
                "stage_entered_at": now}),
     )
     .await?;
@@ -449,7 +488,7 @@ pub async fn move_stage(infra: &Infra, ctx: &Ctx, id: i64, raw_stage: &str) -> R
         infra.prefix(),
         updated.broker_id,
         "stage_changed",
-        json!({"lead_id": updated.id, "old_stage": old.as_str(), "new_stage": stage.as_str(), "reason": "manual"}),
+        json!({"lead_id": updated.id, "old_stage": old.as_str(), "new_stage": stage.as_str(), "reason": reason}),
     )
     .await;
     Ok((old, LeadView::new(&infra.cipher, updated)))
