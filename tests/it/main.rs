@@ -3,6 +3,7 @@
 
 mod common;
 
+mod agent_calendar;
 mod appointments;
 mod auth;
 mod breaker;
