@@ -31,7 +31,7 @@ import re
 import sys
 
 ORDER = ["startup", "health", "login", "leads_list", "leads_search", "lead_create", "bulk_import", "bulk_import_async",
-         "jobs_throughput", "jobs_crash", "ws_fanout"]
+         "jobs_throughput", "jobs_crash", "ws_fanout", "kb_search", "kb_embed", "available_slots"]
 MARK_START = "<!-- bench:start -->"
 MARK_END = "<!-- bench:end -->"
 
@@ -55,6 +55,9 @@ TARGETS = {
     "ws_fanout": [("missing", "==", 0, ""), ("latency_p99_ms", "<=", 50, "ms")],
     "bulk_import_async": [("worker_peak_rss_mb", "<=", 100, "MB"), ("counts_match", "==", True, "")],
     "jobs_crash": [("lost", "==", 0, ""), ("duplicated_effects", "==", 0, ""), ("recovery_s", "<=", 60, "s")],
+    "kb_search": [("latency_p99_ms", "<=", 15, "ms"), ("recall_at_5", ">=", 0.95, "")],
+    "kb_embed": [("entries_per_sec", ">=", 2000, "entries/s"), ("errors", "==", 0, "")],
+    "available_slots": [("latency_p99_ms", "<=", 20, "ms")],
 }
 
 # Scenarios that are not wrk runs but load the api, so the api RSS target ("*") applies too.
@@ -269,6 +272,21 @@ def notes_for(r: dict) -> str:
             f"({fmt(r.get('rate_per_sec'))}/s): missing {fmt(r.get('missing'))}, duplicates {fmt(r.get('duplicates'))}, "
             f"max {fmt(r.get('latency_max_ms'), 2)} ms"
         )
+    if s == "kb_search":
+        notes.append(
+            f"{fmt(r.get('entries'))} entries in one broker; recall@5 {fmt(r.get('recall_at_5'), 3)} over "
+            f"{fmt(r.get('recall_queries'))} questions (plan uses HNSW: {fmt(r.get('plan_uses_hnsw'))})"
+        )
+    if s == "kb_embed":
+        notes.append(
+            f"{fmt(r.get('ready'))}/{fmt(r.get('entries'))} entries ({fmt(r.get('chunks'))} chunks) embedded by one worker "
+            f"in {fmt(r.get('embed_s'), 2)} s, concurrency {fmt(r.get('worker_concurrency'))}"
+        )
+    if s == "available_slots":
+        notes.append(
+            f"{fmt(r.get('window_days'))}-day window, {fmt(r.get('agents'))} agents, {fmt(r.get('appointments_booked'))} "
+            f"booked; {fmt(r.get('slots_returned'))} free slots"
+        )
     failed = [f"{k} {fmt(v['actual'], 2)} (target {v['target']})" for k, v in (r.get("targets") or {}).items()
               if v.get("pass") is False]
     if failed:
@@ -315,6 +333,8 @@ def cmd_summary(a) -> int:
             rps = f"{fmt(r.get('exec_jobs_per_sec'), 0)} jobs/s"
         elif n == "ws_fanout":
             rps = f"{fmt(r.get('deliveries_per_sec'), 0)} msgs/s"
+        elif n == "kb_embed":
+            rps = f"{fmt(r.get('entries_per_sec'), 0)} entries/s"
         else:
             rps = fmt(r.get("requests_per_sec"), 0)
         lines.append(

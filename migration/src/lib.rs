@@ -10,6 +10,7 @@ mod m20261127_000005_csv_imports;
 mod m20261201_000001_knowledge_base;
 mod m20261201_000002_appointments;
 mod m20261201_000003_chat;
+mod m20261201_000005_agent_calendars;
 mod m20261201_000006_prompt_versions;
 mod m20261201_000007_cost_rollups;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_knowledge_base::Migration),
             Box::new(m20261201_000002_appointments::Migration),
             Box::new(m20261201_000003_chat::Migration),
+            Box::new(m20261201_000005_agent_calendars::Migration),
             Box::new(m20261201_000006_prompt_versions::Migration),
             Box::new(m20261201_000007_cost_rollups::Migration),
         ]

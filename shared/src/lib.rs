@@ -8,7 +8,7 @@
 //! - [`entities`]: sea-orm entities of every table.
 //! - [`auth`], [`leads`], [`brokers`], [`audit`], [`knowledge`]: one module per feature (model, repo,
 //!   service); [`pipeline`]: stage rules, board, funnel metrics, auto-advance and the nightly refresh.
-//! - [`appointments`]: bookings, availability, the broker's Google Calendar and reminders.
+//! - [`appointments`]: bookings, availability, the broker's and agents' Google Calendars and reminders.
 //! - [`jobs`]: the queue contract (one module per queue); [`effects`]: idempotent side effects;
 //!   [`tasks`]: dead jobs.
 //! - [`integrations`]: clients of external providers, with circuit breakers.

@@ -1,7 +1,8 @@
 //! `/api/v1/appointments`: booking (lead data, agent choice, overlap under races), updates,
-//! cancel/confirm/DELETE, lists and filters, tenancy and AGENT scope, free slots (default hours,
-//! windows, blocks, bookings, never the past, DST offsets, the alias path), and reminders (scheduled
-//! 24 h / 1 h before, recorded once, never for a cancelled or moved appointment).
+//! cancel/confirm/DELETE (published as `appointment_created` / `appointment_updated`), lists and
+//! filters, tenancy and AGENT scope, free slots (default hours, windows, blocks, bookings, never the
+//! past, DST offsets, the alias path), and reminders (scheduled 24 h / 1 h before, recorded once,
+//! never for a cancelled or moved appointment).
 
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
 use poem::test::TestResponse;
@@ -135,6 +136,37 @@ async fn booking_returns_the_appointment_with_names_and_defaults() {
     assert!(
         lead_detail["recent_activities"].as_array().unwrap().iter().any(|a| a["action_type"] == "appointment_created")
     );
+}
+
+#[tokio::test]
+async fn changes_confirmations_and_cancels_are_published_as_appointment_updated() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    let lead = complete_lead(&app, &admin).await;
+    let monday = next_monday();
+    let a = book(&app, &admin, json!({"lead_id": lead, "start_time": local(monday, 10, 0).to_rfc3339()})).await;
+    let path = format!("/api/v1/appointments/{}", a["id"]);
+    let mut events = crate::calendar::subscribe(&app, admin.broker_id.unwrap()).await;
+    let mut others = crate::calendar::subscribe(&app, app.new_broker().await.broker_id.unwrap()).await;
+
+    expect(put(&app, &admin, &path, json!({"start_time": local(monday, 12, 0).to_rfc3339()})).await, 200).await;
+    let moved = crate::calendar::next_event(&mut events, "appointment_updated").await;
+    assert_eq!(moved["data"]["appointment_id"], a["id"]);
+    assert_eq!(moved["data"]["start_time"], local(monday, 12, 0).to_rfc3339());
+    assert_eq!((moved["data"]["status"].as_str(), moved["data"]["lead_id"].as_i64()), (Some("scheduled"), Some(lead)));
+    expect(post(&app, &admin, &format!("{path}/confirm"), json!({})).await, 200).await;
+    let confirmed = crate::calendar::next_event(&mut events, "appointment_updated").await;
+    assert_eq!(confirmed["data"]["status"], "confirmed");
+    expect(delete(&app, &admin, &path).await, 200).await;
+    let cancelled = crate::calendar::next_event(&mut events, "appointment_updated").await;
+    assert_eq!(cancelled["data"]["status"], "cancelled");
+    // Another broker hears nothing of it.
+    let leaked = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+        use futures_util::StreamExt;
+        others.on_message().next().await
+    })
+    .await;
+    assert!(leaked.is_err(), "another broker got {leaked:?}");
 }
 
 #[tokio::test]

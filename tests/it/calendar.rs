@@ -62,12 +62,23 @@ pub struct Seen {
     pub json: Value,
 }
 
+/// The Google account an access token belongs to: `main` for the broker's (code `good`), `NAME` for
+/// the account of code `good:NAME` (tokens `NAME-access-…`).
+pub fn account_of(token: &str) -> String {
+    token.split_once("-access-").map_or("main", |(a, _)| a).to_string()
+}
+
 #[derive(Default)]
 pub struct Google {
     pub seen: Vec<Seen>,
-    pub events: HashMap<String, Value>,
-    /// Busy intervals freeBusy reports (RFC 3339 pairs).
+    /// Events by (account, event id).
+    pub events: HashMap<(String, String), Value>,
+    /// Busy intervals freeBusy reports for the `main` account (RFC 3339 pairs).
     pub busy: Vec<(String, String)>,
+    /// Busy intervals of the other accounts.
+    pub account_busy: HashMap<String, Vec<(String, String)>>,
+    /// Never attach a Meet link, even when one is requested (Google may decline).
+    pub no_meet: bool,
     pub fail_free_busy: bool,
     /// Answer every event insert with this status and body.
     pub fail_insert: Option<(u16, Value)>,
@@ -130,20 +141,27 @@ async fn handle(state: Arc<Mutex<Google>>, mut req: Request) -> Response {
         let field = |k: &str| form.get(k).map(String::as_str);
         return match field("grant_type") {
             Some("authorization_code")
-                if field("code") == Some("good") && field("client_secret") == Some("csecret") =>
+                if field("code").is_some_and(|c| c == "good" || c.starts_with("good:"))
+                    && field("client_secret") == Some("csecret") =>
             {
+                let (access, refresh) = match field("code").and_then(|c| c.strip_prefix("good:")) {
+                    Some(acct) => (format!("{acct}-access-1"), format!("{acct}-refresh-1")),
+                    None => ("access-1".to_string(), "refresh-1".to_string()),
+                };
                 reply(
                     200,
-                    json!({"access_token": "access-1", "expires_in": 3599, "refresh_token": "refresh-1",
+                    json!({"access_token": access, "expires_in": 3599, "refresh_token": refresh,
                        "scope": "https://www.googleapis.com/auth/calendar openid email", "token_type": "Bearer"}),
                 )
             }
-            Some("refresh_token") if field("refresh_token") == Some("refresh-1") => {
+            Some("refresh_token") if field("refresh_token").is_some_and(|r| r.ends_with("refresh-1")) => {
                 g.refreshes += 1;
-                reply(
-                    200,
-                    json!({"access_token": format!("access-r{}", g.refreshes), "expires_in": 3599, "token_type": "Bearer"}),
-                )
+                let prefix = field("refresh_token").and_then(|r| r.strip_suffix("-refresh-1"));
+                let access = match prefix {
+                    Some(acct) => format!("{acct}-access-r{}", g.refreshes),
+                    None => format!("access-r{}", g.refreshes),
+                };
+                reply(200, json!({"access_token": access, "expires_in": 3599, "token_type": "Bearer"}))
             }
             _ => reply(400, json!({"error": "invalid_grant", "error_description": "Bad Request"})),
         };
@@ -154,21 +172,27 @@ async fn handle(state: Arc<Mutex<Google>>, mut req: Request) -> Response {
     if g.reject_first_token && token == "access-1" {
         return google_error(401, "Invalid Credentials");
     }
+    let account = account_of(token);
     if path == "/oauth2/v2/userinfo" {
-        return reply(200, json!({"id": "1", "email": "Agenda@Inmobiliaria.cl", "verified_email": true}));
+        let email =
+            if account == "main" { "Agenda@Inmobiliaria.cl".to_string() } else { format!("{account}@inmobiliaria.cl") };
+        return reply(200, json!({"id": "1", "email": email, "verified_email": true}));
     }
     if path == "/calendar/v3/freeBusy" && method == "POST" {
         if g.fail_free_busy {
             return google_error(500, "Backend Error");
         }
         let cal = json["items"][0]["id"].as_str().unwrap_or("primary").to_string();
-        let busy: Vec<Value> = g.busy.iter().map(|(s, e)| json!({"start": s, "end": e})).collect();
+        let intervals =
+            if account == "main" { g.busy.clone() } else { g.account_busy.get(&account).cloned().unwrap_or_default() };
+        let busy: Vec<Value> = intervals.iter().map(|(s, e)| json!({"start": s, "end": e})).collect();
         return reply(
             200,
             json!({"kind": "calendar#freeBusy", "timeMin": json["timeMin"], "timeMax": json["timeMax"],
                                   "calendars": {cal: {"busy": busy}}}),
         );
     }
+    let no_meet = g.no_meet;
     let Some(rest) = path.strip_prefix("/calendar/v3/calendars/") else { return google_error(404, "Not Found") };
     let parts: Vec<&str> = rest.split('/').collect();
     match (method.as_str(), parts.as_slice()) {
@@ -177,27 +201,31 @@ async fn handle(state: Arc<Mutex<Google>>, mut req: Request) -> Response {
                 return reply(status, body);
             }
             let id = json["id"].as_str().unwrap_or("generated1").to_string();
+            let id = (account, id);
             if g.events.contains_key(&id) {
                 return google_error(409, "The requested identifier already exists.");
             }
             let mut event = json.clone();
-            if event["conferenceData"]["createRequest"].is_object() {
+            if event["conferenceData"]["createRequest"].is_object() && !g.no_meet {
                 event["hangoutLink"] = json!("https://meet.google.com/abc-defg-hij");
             }
-            event["htmlLink"] = json!(format!("https://www.google.com/calendar/event?eid={id}"));
+            event["htmlLink"] = json!(format!("https://www.google.com/calendar/event?eid={}", id.1));
             g.events.insert(id, event.clone());
             reply(200, event)
         }
-        ("PATCH", [_, "events", id]) => match g.events.get_mut(*id) {
+        ("PATCH", [_, "events", id]) => match g.events.get_mut(&(account, id.to_string())) {
             Some(event) => {
                 for (k, v) in json.as_object().cloned().unwrap_or_default() {
                     event[k] = v;
+                }
+                if json["conferenceData"]["createRequest"].is_object() && !no_meet {
+                    event["hangoutLink"] = json!("https://meet.google.com/abc-defg-hij");
                 }
                 reply(200, event.clone())
             }
             None => google_error(404, "Not Found"),
         },
-        ("DELETE", [_, "events", id]) => match g.events.remove(*id) {
+        ("DELETE", [_, "events", id]) => match g.events.remove(&(account, id.to_string())) {
             Some(_) => Response::builder().status(StatusCode::NO_CONTENT).finish(),
             None => google_error(410, "Resource has been deleted"),
         },
@@ -233,13 +261,18 @@ pub async fn app_with(google: &FakeGoogle) -> TestApp {
 
 /// The `state` of a consent URL.
 async fn consent_state(app: &TestApp, admin: &User) -> String {
-    let b = expect(get(app, admin, "/api/broker/calendar/auth-url").await, 200).await;
+    state_from(app, admin, "/api/broker/calendar/auth-url").await
+}
+
+/// The `state` of the consent URL an auth-url endpoint gives `user`.
+pub async fn state_from(app: &TestApp, user: &User, path: &str) -> String {
+    let b = expect(get(app, user, path).await, 200).await;
     let url = b["auth_url"].as_str().unwrap().to_string();
     let q = url.split_once('?').unwrap().1;
     q.split('&').find_map(|p| p.strip_prefix("state=")).unwrap().to_string()
 }
 
-async fn callback(app: &TestApp, query: &str) -> poem::test::TestResponse {
+pub async fn callback(app: &TestApp, query: &str) -> poem::test::TestResponse {
     app.client().get(format!("/api/broker/calendar/callback?{query}")).send().await
 }
 
@@ -251,13 +284,13 @@ pub async fn connect(app: &TestApp, admin: &User) {
     assert_eq!(resp.0.headers()["location"], "http://front.test/settings?tab=calendar&status=success");
 }
 
-async fn scalar<T: sea_orm::TryGetable>(app: &TestApp, sql: &str) -> Option<T> {
+pub async fn scalar<T: sea_orm::TryGetable>(app: &TestApp, sql: &str) -> Option<T> {
     let row =
         app.db().query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql)).await.unwrap()?;
     Some(row.try_get_by_index(0).unwrap())
 }
 
-async fn pending(app: &TestApp, queue: &str) -> u64 {
+pub async fn pending(app: &TestApp, queue: &str) -> u64 {
     shared::jobs::stats(app.infra(), queue).await.unwrap().pending
 }
 
@@ -551,7 +584,7 @@ async fn a_bad_or_expired_state_is_400_and_stores_nothing_and_google_refusals_re
     assert_eq!(count().await, Some(0));
 }
 
-fn job(a: &Value, action: CalendarAction) -> CalendarSync {
+pub fn job(a: &Value, action: CalendarAction) -> CalendarSync {
     CalendarSync { broker_id: a["broker_id"].as_i64().unwrap(), appointment_id: a["id"].as_i64().unwrap(), action }
 }
 

@@ -4,6 +4,7 @@
 mod common;
 mod costs;
 
+mod agent_calendar;
 mod appointments;
 mod auth;
 mod breaker;

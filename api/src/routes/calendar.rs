@@ -1,5 +1,7 @@
 //! `/api/broker/calendar/…`: the broker's availability windows and blocks, and its Google Calendar
-//! connection (consent URL, OAuth callback, status, disconnect).
+//! connection (consent URL, OAuth callback, status, disconnect); `/api/v1/agents/me/calendar/…`: a
+//! user's own Google Calendar (consent URL, status, disconnect; the same OAuth callback), and
+//! `/api/broker/calendar/agents…` for ADMINs to see and disconnect their users' calendars.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use poem::web::Data;
@@ -7,7 +9,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use shared::appointments::calendar::{self, Callback};
+use shared::appointments::calendar::{self, Callback, Owner, Status};
 use shared::appointments::model::parse_start_time;
 use shared::appointments::schedule::{self, BlockInput, WindowInput};
 use shared::entities::{appointment_blocks, availability_slots};
@@ -180,10 +182,33 @@ pub struct CalendarStatusOut {
     pub configured: bool,
 }
 
+impl From<Status> for CalendarStatusOut {
+    fn from(s: Status) -> Self {
+        CalendarStatusOut {
+            connected: s.connected,
+            email: s.email,
+            calendar_id: s.calendar_id,
+            connected_at: s.connected_at.map(local),
+            configured: s.configured,
+        }
+    }
+}
+
+/// A user who takes appointments, and their own Google Calendar.
+#[derive(Object)]
+pub struct AgentCalendarOut {
+    pub user_id: i64,
+    pub name: String,
+    pub email: String,
+    /// `ADMIN` or `AGENT`
+    pub role: String,
+    pub calendar: CalendarStatusOut,
+}
+
 #[derive(ApiResponse)]
 pub enum CallbackResponse {
     /// Back to the dashboard: `{FRONTEND_URL}/settings?tab=calendar&status=success` (or
-    /// `status=error&reason=…`)
+    /// `status=error&reason=…`); for a user's own calendar `…?tab=calendar&owner=agent&status=…`
     #[oai(status = 302)]
     Redirect(#[oai(header = "Location")] String),
 }
@@ -332,7 +357,8 @@ impl CalendarApi {
 
     /// Google OAuth callback (public)
     ///
-    /// Google sends the browser here after consent. A valid `state` stores the connection (the
+    /// Google sends the browser here after consent, for the broker's calendar and for a user's own
+    /// (the signed `state` says which). A valid `state` stores the connection (the
     /// refresh token encrypted) and redirects to the dashboard; an invalid or expired `state` is 400
     /// `invalid_state` and nothing is stored.
     #[oai(path = "/api/broker/calendar/callback", method = "get", operation_id = "calendar_oauth_callback")]
@@ -347,7 +373,13 @@ impl CalendarApi {
             return Err(shared::Error::bad_request("invalid_state", "The state parameter is missing").into());
         };
         let outcome = calendar::complete(&state.infra, code.0.as_deref(), &oauth_state, error.0.as_deref()).await?;
-        let base = format!("{}/settings?tab=calendar", state.infra.settings.frontend_url);
+        let owner = match outcome {
+            Callback::Connected { owner, .. } | Callback::Failed { owner, .. } => owner,
+        };
+        let mut base = format!("{}/settings?tab=calendar", state.infra.settings.frontend_url);
+        if let Owner::Agent(_) = owner {
+            base.push_str("&owner=agent");
+        }
         Ok(CallbackResponse::Redirect(match outcome {
             Callback::Connected { .. } => format!("{base}&status=success"),
             Callback::Failed { reason, .. } => format!("{base}&status=error&reason={reason}"),
@@ -362,14 +394,7 @@ impl CalendarApi {
         auth: Auth,
         broker_id: Query<Option<i64>>,
     ) -> ApiResult<Json<CalendarStatusOut>> {
-        let s = calendar::status(&state.infra, &auth, broker_id.0).await?;
-        Ok(Json(CalendarStatusOut {
-            connected: s.connected,
-            email: s.email,
-            calendar_id: s.calendar_id,
-            connected_at: s.connected_at.map(local),
-            configured: s.configured,
-        }))
+        Ok(Json(calendar::status(&state.infra, &auth, broker_id.0).await?.into()))
     }
 
     /// Disconnect Google Calendar (ADMIN)
@@ -386,4 +411,88 @@ impl CalendarApi {
         let message = if was { "Google Calendar disconnected" } else { "Google Calendar was not connected" };
         Ok(Json(OkOut { ok: true, message: Some(message.into()) }))
     }
+
+    /// Google consent URL for the caller's own calendar
+    ///
+    /// Any active AGENT or ADMIN of a broker. Once connected, the caller's appointments are written
+    /// to this calendar instead of the broker's, and its busy times leave the caller's free slots.
+    /// 400 `calendar_not_configured` when this server has no Google OAuth credentials.
+    #[oai(path = "/api/v1/agents/me/calendar/auth-url", method = "get", operation_id = "agent_calendar_auth_url")]
+    async fn agent_auth_url(&self, state: Data<&AppState>, auth: Auth) -> ApiResult<Json<AuthUrlOut>> {
+        Ok(Json(AuthUrlOut { auth_url: calendar::agent_auth_url(&state.infra, &auth).await? }))
+    }
+
+    /// The caller's own Google Calendar connection
+    #[oai(path = "/api/v1/agents/me/calendar/status", method = "get", operation_id = "agent_calendar_status")]
+    async fn agent_status(&self, state: Data<&AppState>, auth: Auth) -> ApiResult<Json<CalendarStatusOut>> {
+        Ok(Json(calendar::agent_status(&state.infra, &auth, None).await?.into()))
+    }
+
+    /// Disconnect the caller's own Google Calendar
+    ///
+    /// Forgets the stored tokens; the caller's next appointments go to the broker's calendar (when
+    /// it is connected). Events already created stay in the calendar.
+    #[oai(
+        path = "/api/v1/agents/me/calendar/disconnect",
+        method = "delete",
+        operation_id = "agent_calendar_disconnect"
+    )]
+    async fn agent_disconnect(&self, state: Data<&AppState>, auth: Auth) -> ApiResult<Json<OkOut>> {
+        let was = calendar::agent_disconnect(&state.infra, &auth, None).await?;
+        Ok(Json(agent_disconnected(was)))
+    }
+
+    /// The broker's users and their own Google Calendars (ADMIN)
+    #[oai(path = "/api/broker/calendar/agents", method = "get", operation_id = "calendar_agents")]
+    async fn agent_calendars(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        broker_id: Query<Option<i64>>,
+    ) -> ApiResult<Json<Vec<AgentCalendarOut>>> {
+        let rows = calendar::agent_calendars(&state.infra, &auth, broker_id.0).await?;
+        Ok(Json(
+            rows.into_iter()
+                .map(|a| AgentCalendarOut {
+                    user_id: a.user_id,
+                    name: a.name,
+                    email: a.email,
+                    role: a.role,
+                    calendar: a.calendar.into(),
+                })
+                .collect(),
+        ))
+    }
+
+    /// A user's own Google Calendar connection (ADMIN, or the user)
+    #[oai(path = "/api/broker/calendar/agents/:user_id/status", method = "get", operation_id = "calendar_agent_status")]
+    async fn agent_status_of(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        user_id: Path<i64>,
+    ) -> ApiResult<Json<CalendarStatusOut>> {
+        Ok(Json(calendar::agent_status(&state.infra, &auth, Some(user_id.0)).await?.into()))
+    }
+
+    /// Disconnect a user's own Google Calendar (ADMIN, or the user)
+    #[oai(
+        path = "/api/broker/calendar/agents/:user_id/disconnect",
+        method = "delete",
+        operation_id = "calendar_agent_disconnect"
+    )]
+    async fn agent_disconnect_of(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        user_id: Path<i64>,
+    ) -> ApiResult<Json<OkOut>> {
+        let was = calendar::agent_disconnect(&state.infra, &auth, Some(user_id.0)).await?;
+        Ok(Json(agent_disconnected(was)))
+    }
+}
+
+fn agent_disconnected(was: bool) -> OkOut {
+    let message = if was { "Google Calendar disconnected" } else { "Google Calendar was not connected" };
+    OkOut { ok: true, message: Some(message.into()) }
 }

@@ -266,7 +266,8 @@ pub async fn busy(
     Ok(appointments.into_iter().chain(blocks).map(|(start, end, agent_id)| Busy { start, end, agent_id }).collect())
 }
 
-/// The broker's active appointments already mirrored to its Google Calendar in `[from, to)`.
+/// The broker's active appointments already mirrored to its own (shared) Google Calendar in
+/// `[from, to)`; events in an agent's own calendar are not in the broker's.
 pub async fn synced_intervals(
     db: &impl ConnectionTrait,
     broker_id: i64,
@@ -278,6 +279,7 @@ pub async fn synced_intervals(
         .columns([appointments::Column::StartTime, appointments::Column::EndTime])
         .filter(appointments::Column::BrokerId.eq(broker_id))
         .filter(appointments::Column::GoogleEventId.is_not_null())
+        .filter(appointments::Column::GoogleEventUserId.is_null())
         .filter(appointments::Column::Status.is_in(AppointmentStatus::ACTIVE))
         .filter(appointments::Column::StartTime.lt(to))
         .filter(appointments::Column::EndTime.gt(from))

@@ -9,13 +9,13 @@
 //! constraint. Times outside the availability windows may be booked by hand; the windows only shape
 //! the slots that are offered.
 //!
-//! After each commit: a WebSocket event to the broker, a `calendar_sync` job when the broker has a
-//! Google connection, and reminder jobs 24 h and 1 h before a new start time.
+//! After each commit: a WebSocket event to the broker, a `calendar_sync` job when a calendar the
+//! appointment belongs in is connected (its agent's own or the broker's) or its event exists, and
+//! reminder jobs 24 h and 1 h before a new start time.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, TransactionTrait,
 };
 use serde_json::{Value, json};
 
@@ -27,7 +27,7 @@ use super::model::{
 use super::repo::{self, Filter, slot_unavailable};
 use super::{calendar, reminders};
 use crate::ctx::Ctx;
-use crate::entities::{appointments, availability_slots, broker_calendar_connections, leads, users};
+use crate::entities::{appointments, availability_slots, leads, users};
 use crate::error::{Error, FieldError, Result};
 use crate::jobs::calendar_sync::{CalendarAction, CalendarSync};
 use crate::leads::model::{TZ, parse_instant};
@@ -401,13 +401,9 @@ pub fn event_data(a: &Appointment) -> Value {
 async fn after_change(infra: &Infra, a: &Appointment, event: &str, new_time: bool) {
     let row = &a.row;
     events::publish_to_broker(&infra.redis, infra.prefix(), row.broker_id, event, event_data(a)).await;
-    let connected = broker_calendar_connections::Entity::find()
-        .filter(broker_calendar_connections::Column::BrokerId.eq(row.broker_id))
-        .count(&infra.db)
-        .await;
-    match connected {
-        Ok(0) => {}
-        Ok(_) => {
+    match calendar::sync_wanted(&infra.db, row).await {
+        Ok(false) => {}
+        Ok(true) => {
             let action = match a.status() {
                 AppointmentStatus::Cancelled => CalendarAction::Delete,
                 _ => CalendarAction::Upsert,
@@ -417,7 +413,7 @@ async fn after_change(infra: &Infra, a: &Appointment, event: &str, new_time: boo
                 tracing::error!(appointment_id = row.id, error = %e, "could not enqueue calendar_sync");
             }
         }
-        Err(e) => tracing::error!(appointment_id = row.id, error = %e, "could not read the calendar connection"),
+        Err(e) => tracing::error!(appointment_id = row.id, error = %e, "could not read the calendar connections"),
     }
     if new_time
         && a.status().is_active()
@@ -535,9 +531,11 @@ async fn slots_between(
     let (range_start, range_end) = (day_start(from), day_start(to + Duration::days(1)) + Duration::hours(1));
     let windows = windows(&infra.db, broker_id, kind).await?;
     let mut busy = repo::busy(&infra.db, broker_id, range_start, range_end).await?;
-    if let Some(google) = calendar::google_busy(infra, broker_id, range_start.max(now), range_end).await {
-        busy.extend(google);
-    }
+    let agent_ids: &[i64] = match agents {
+        Agents::One(a) => std::slice::from_ref(a),
+        Agents::AnyOf(list) => list,
+    };
+    busy.extend(calendar::google_busy(infra, broker_id, agent_ids, range_start.max(now), range_end).await);
     let request = availability::Request { from, to, duration_minutes, now, agents };
     Ok(availability::free_slots(&windows, &busy, &request))
 }

@@ -1,4 +1,5 @@
-//! The `calendar_sync` job: mirror one appointment into its broker's Google Calendar.
+//! The `calendar_sync` job: mirror one appointment into Google Calendar — its agent's own calendar
+//! when the agent connected one, else the broker's.
 //!
 //! The job reads the appointment as it is now, so a late or duplicated job does the right thing:
 //! an active appointment is upserted, a cancelled one deleted, whatever action the job was enqueued
@@ -11,11 +12,11 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
 use secrecy::SecretString;
 use serde_json::json;
 
-use super::calendar::{access_token, connection, is_unauthorized};
+use super::calendar::{Connection, Owner, access_token, calendar_for, connection_of, is_unauthorized};
 use super::model::{AppointmentStatus, AppointmentType};
 use crate::Infra;
 use crate::effects::{Effect, perform_once};
-use crate::entities::{appointments, broker_calendar_connections, leads, users};
+use crate::entities::{appointments, leads, users};
 use crate::error::{Error, Result};
 use crate::integrations::google::calendar::{self as gcal, Event, EventInput};
 use crate::jobs::calendar_sync::{CalendarAction, CalendarSync};
@@ -31,15 +32,26 @@ pub enum Synced {
     /// The event exists with this id (and Meet link).
     Upserted(Event),
     Deleted,
-    /// Nothing to do: the broker is not connected, or the appointment is gone.
+    /// Nothing to do: no calendar it belongs in is connected, or the appointment is gone.
     Skipped(&'static str),
 }
 
+/// What a job does to Google, decided from the appointment as it is now.
+enum Plan {
+    /// Write the event to `target`. `leave`: delete it first from the calendar holding it now (the
+    /// appointment changed agent, or its agent connected or disconnected a calendar); `known`: the
+    /// event's id in `target`, when it is there already.
+    Write { target: Connection, leave: Option<Connection>, known: Option<String> },
+    /// Delete the event from `from`.
+    Remove { from: Connection, id: String },
+}
+
 /// Runs one job; `holder` names the attempt for the idempotency claim.
+///
+/// The event belongs in the agent's own calendar when the agent connected one, else in the
+/// broker's; `appointments.google_event_user_id` says which holds it now, so a reassignment moves
+/// it (deleted from the old calendar, created in the new one).
 pub async fn run(infra: &Infra, job: &CalendarSync, holder: &str) -> Result<Synced> {
-    let Some(conn) = connection(&infra.db, job.broker_id).await? else {
-        return Ok(Synced::Skipped("not_connected"));
-    };
     let Some(appt) = appointments::Entity::find_by_id(job.appointment_id)
         .filter(appointments::Column::BrokerId.eq(job.broker_id))
         .one(&infra.db)
@@ -54,6 +66,30 @@ pub async fn run(infra: &Infra, job: &CalendarSync, holder: &str) -> Result<Sync
     if action != job.action {
         tracing::debug!(appointment_id = appt.id, ?action, "the appointment changed since the job was enqueued");
     }
+    let our_id = event_id(appt.broker_id, appt.id);
+    let current = appt.google_event_id.as_ref().map(|_| Owner::from_user_id(appt.google_event_user_id));
+    let target = calendar_for(&infra.db, appt.broker_id, appt.agent_id).await?;
+    let holding = match current {
+        Some(owner) if target.as_ref().is_some_and(|t| t.owner == owner) => target.clone(),
+        Some(owner) => connection_of(&infra.db, appt.broker_id, owner).await?,
+        None => None,
+    };
+    let known_id = appt.google_event_id.clone().unwrap_or_else(|| our_id.clone());
+    let plan = match (action, target, holding) {
+        (CalendarAction::Delete, target, holding) => match holding.or(target) {
+            Some(from) => Plan::Remove { from, id: known_id },
+            None => return Ok(Synced::Skipped("not_connected")),
+        },
+        // Its calendar was disconnected (or it changed to an agent without one, in a broker without
+        // one): take the event out of the calendar that holds it.
+        (CalendarAction::Upsert, None, Some(from)) => Plan::Remove { from, id: known_id },
+        (CalendarAction::Upsert, None, None) => return Ok(Synced::Skipped("not_connected")),
+        (CalendarAction::Upsert, Some(target), holding) => {
+            let stays = current == Some(target.owner);
+            let leave = holding.filter(|h| h.owner != target.owner);
+            Plan::Write { target, leave, known: appt.google_event_id.clone().filter(|_| stays) }
+        }
+    };
     let key = format!(
         "gcal:{}:{}:{}",
         appt.id,
@@ -67,58 +103,65 @@ pub async fn run(infra: &Infra, job: &CalendarSync, holder: &str) -> Result<Sync
         Effect { key: &key, kind: "calendar_sync", broker_id: Some(appt.broker_id), lead_id: Some(appt.lead_id) };
     let lease = std::time::Duration::from_secs(120);
     let outcome = perform_once(&infra.db, effect, holder, lease, || async {
-        match action {
-            CalendarAction::Upsert => {
+        match &plan {
+            Plan::Write { target, leave, known } => {
+                if let Some(old) = leave {
+                    let old_id = appt.google_event_id.as_deref().unwrap_or(&our_id);
+                    delete_event(infra, old, old_id).await?;
+                }
                 let input = event_input(&infra.db, &appt).await?;
-                let event = upsert_event(infra, &conn, &appt, &input).await?;
-                Ok(json!({"event_id": event.id, "meet_url": event.meet_url}))
+                let event = upsert_event(infra, target, known.as_deref(), &input).await?;
+                Ok(json!({"event_id": event.id, "meet_url": event.meet_url, "user_id": target.owner.user_id()}))
             }
-            CalendarAction::Delete => {
-                let id = appt.google_event_id.clone().unwrap_or_else(|| event_id(appt.broker_id, appt.id));
-                delete_event(infra, &conn, &id).await?;
-                Ok(json!({"deleted": true}))
+            Plan::Remove { from, id } => {
+                delete_event(infra, from, id).await?;
+                Ok(json!({"deleted": true, "user_id": from.owner.user_id()}))
             }
         }
     })
     .await?;
     let result = outcome.result();
-    if action == CalendarAction::Delete {
+    if matches!(plan, Plan::Remove { .. }) {
+        // Not a change of the appointment: `updated_at` (and so the next job's key) stays.
+        infra
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE appointments SET google_event_id = NULL, google_event_user_id = NULL WHERE id = $1",
+                [appt.id.into()],
+            ))
+            .await?;
         return Ok(Synced::Deleted);
     }
     let event = Event {
         id: result["event_id"].as_str().unwrap_or_default().to_string(),
         meet_url: result["meet_url"].as_str().map(str::to_string),
     };
-    // Not a change of the appointment: `updated_at` (and so the next job's key) stays.
     infra
         .db
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "UPDATE appointments SET google_event_id = $2, meet_url = COALESCE($3, meet_url) WHERE id = $1",
-            [appt.id.into(), event.id.clone().into(), event.meet_url.clone().into()],
+            "UPDATE appointments SET google_event_id = $2, google_event_user_id = $3, \
+               meet_url = COALESCE($4, meet_url) WHERE id = $1",
+            [appt.id.into(), event.id.clone().into(), result["user_id"].as_i64().into(), event.meet_url.clone().into()],
         ))
         .await?;
     Ok(Synced::Upserted(event))
 }
 
 /// [`upsert`] with an access token, and once more with a refreshed one if Google says 401.
-async fn upsert_event(
-    infra: &Infra,
-    conn: &broker_calendar_connections::Model,
-    appt: &appointments::Model,
-    input: &EventInput,
-) -> Result<Event> {
+async fn upsert_event(infra: &Infra, conn: &Connection, known: Option<&str>, input: &EventInput) -> Result<Event> {
     let token = access_token(infra, conn, false).await?;
-    match upsert(infra, &token, conn, appt, input).await {
+    match upsert(infra, &token, conn, known, input).await {
         Err(e) if is_unauthorized(&e) => {
-            upsert(infra, &access_token(infra, conn, true).await?, conn, appt, input).await
+            upsert(infra, &access_token(infra, conn, true).await?, conn, known, input).await
         }
         other => other,
     }
 }
 
 /// Deletes the event, refreshing the access token once on a 401.
-async fn delete_event(infra: &Infra, conn: &broker_calendar_connections::Model, event_id: &str) -> Result<()> {
+async fn delete_event(infra: &Infra, conn: &Connection, event_id: &str) -> Result<()> {
     let token = access_token(infra, conn, false).await?;
     match gcal::delete_event(infra, &token, &conn.calendar_id, event_id).await {
         Err(e) if is_unauthorized(&e) => {
@@ -133,12 +176,12 @@ async fn delete_event(infra: &Infra, conn: &broker_calendar_connections::Model, 
 async fn upsert(
     infra: &Infra,
     token: &SecretString,
-    conn: &broker_calendar_connections::Model,
-    appt: &appointments::Model,
+    conn: &Connection,
+    known: Option<&str>,
     input: &EventInput,
 ) -> Result<Event> {
     let gone = |e: &Error| matches!(e, Error::Upstream { status: Some(404 | 410), .. });
-    if let Some(id) = &appt.google_event_id {
+    if let Some(id) = known {
         match gcal::patch_event(infra, token, &conn.calendar_id, id, input).await {
             Err(e) if gone(&e) => {}
             other => return other,

@@ -17,6 +17,7 @@ pub struct Model {
     pub property_address: Option<String>,
     pub meet_url: Option<String>,
     pub google_event_id: Option<String>,
+    pub google_event_user_id: Option<i64>,
     pub notes: Option<String>,
     pub lead_notes: Option<String>,
     pub reminder_sent_24h: bool,

@@ -2,6 +2,7 @@
 //! Behaviour lives in the feature modules, not here.
 
 pub mod activity_log;
+pub mod agent_calendar_connections;
 pub mod appointment_blocks;
 pub mod appointments;
 pub mod audit_logs;
