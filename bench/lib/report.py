@@ -31,7 +31,7 @@ import re
 import sys
 
 ORDER = ["startup", "health", "login", "leads_list", "leads_search", "lead_create", "bulk_import", "bulk_import_async",
-         "jobs_throughput", "jobs_crash", "ws_fanout", "kb_search", "kb_embed", "available_slots"]
+         "jobs_throughput", "jobs_crash", "ws_fanout", "kb_search", "kb_embed", "available_slots", "costs_summary"]
 MARK_START = "<!-- bench:start -->"
 MARK_END = "<!-- bench:end -->"
 
@@ -58,6 +58,7 @@ TARGETS = {
     "kb_search": [("latency_p99_ms", "<=", 15, "ms"), ("recall_at_5", ">=", 0.95, "")],
     "kb_embed": [("entries_per_sec", ">=", 2000, "entries/s"), ("errors", "==", 0, "")],
     "available_slots": [("latency_p99_ms", "<=", 20, "ms")],
+    "costs_summary": [("latency_p99_ms", "<=", 100, "ms"), ("errors", "==", 0, "")],
 }
 
 # Scenarios that are not wrk runs but load the api, so the api RSS target ("*") applies too.
@@ -231,6 +232,9 @@ def notes_for(r: dict) -> str:
         if r.get("raw_sql_count_star_tps") is not None:
             n += f" (page + count(*) form: {fmt(r['raw_sql_count_star_tps'])} tps)"
         notes.append(n)
+    if s == "costs_summary":
+        notes.append(f"{fmt(r.get('ledger_rows'))} ledger rows in {fmt(r.get('rollup_rows'))} hourly roll-ups; "
+                     f"summary counts {fmt(r.get('summary_total_calls'))}")
     if s == "leads_search":
         notes.append(f"search `{r.get('search')}` matches {fmt(r.get('search_total'))} of {fmt(r.get('leads_in_broker'))}")
     if s == "lead_create" and r.get("rows_created") is not None:
