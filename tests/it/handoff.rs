@@ -59,7 +59,7 @@ async fn lead_row(app: &TestApp, id: i64) -> leads::Model {
 }
 
 fn ids(page: &Value) -> Vec<i64> {
-    page["items"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect()
+    page["data"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect()
 }
 
 #[tokio::test]
@@ -73,7 +73,7 @@ async fn a_person_takes_over_writes_and_releases_a_conversation() {
 
     let page = ok(get(&app, &admin, "/api/v1/conversations").await).await;
     assert_eq!(page["total"], 1, "{page}");
-    let item = &page["items"][0];
+    let item = &page["data"][0];
     assert_eq!((item["id"].as_i64(), item["unread_count"].as_i64()), (Some(id), Some(2)), "{item}");
     assert_eq!(item["last_message"], "¿Hay alguien?");
     assert_eq!((item["human_mode"].as_bool(), item["channel"].as_str()), (Some(false), Some("webchat")));
@@ -115,7 +115,7 @@ async fn a_person_takes_over_writes_and_releases_a_conversation() {
     let human = ok(get(&app, &admin, "/api/v1/conversations?mode=human").await).await;
     assert_eq!(ids(&human), vec![id]);
     assert_eq!(
-        (human["items"][0]["unread_count"].as_i64(), human["items"][0]["last_message_direction"].as_str()),
+        (human["data"][0]["unread_count"].as_i64(), human["data"][0]["last_message_direction"].as_str()),
         (Some(0), Some("out"))
     );
     assert!(ids(&ok(get(&app, &admin, "/api/v1/conversations?mode=ai").await).await).is_empty());
@@ -223,7 +223,7 @@ async fn do_not_reply_toggles_and_the_brief_tells_what_is_known() {
     let path = format!("/api/v1/conversations/leads/{id}/do-not-reply");
     assert_eq!(ok(post(&app, &admin, &path, None).await).await["do_not_reply"], true);
     assert_eq!(lead_row(&app, id).await.metadata["do_not_reply"], true);
-    assert_eq!(ok(get(&app, &admin, "/api/v1/conversations").await).await["items"][0]["do_not_reply"], true);
+    assert_eq!(ok(get(&app, &admin, "/api/v1/conversations").await).await["data"][0]["do_not_reply"], true);
     assert_eq!(ok(delete(&app, &admin, &path).await).await["do_not_reply"], false);
     assert_eq!(lead_row(&app, id).await.metadata["do_not_reply"], false);
 

@@ -66,10 +66,10 @@ impl From<InboxItem> for InboxItemOut {
 
 #[derive(Object)]
 pub struct InboxPage {
-    pub items: Vec<InboxItemOut>,
+    pub data: Vec<InboxItemOut>,
     pub total: u64,
+    pub skip: u64,
     pub limit: u64,
-    pub offset: u64,
 }
 
 #[derive(Object)]
@@ -165,18 +165,18 @@ impl ConversationsApi {
         /// Name, phone or email substring
         search: Query<Option<String>>,
         /// 1–200, default 50
+        skip: Query<Option<u64>>,
         limit: Query<Option<u64>>,
-        offset: Query<Option<u64>>,
         /// SUPERADMIN: one broker
         broker_id: Query<Option<i64>>,
     ) -> ApiResult<Json<InboxPage>> {
-        let q = InboxQuery { mode: mode.0, search: search.0, limit: limit.0, offset: offset.0, broker_id: broker_id.0 };
+        let q = InboxQuery { mode: mode.0, search: search.0, limit: limit.0, offset: skip.0, broker_id: broker_id.0 };
         let (items, total) = conversations::inbox(&state.infra, &auth, &q).await?;
         Ok(Json(InboxPage {
-            items: items.into_iter().map(Into::into).collect(),
+            data: items.into_iter().map(Into::into).collect(),
             total,
+            skip: q.offset.unwrap_or(0),
             limit: q.limit.unwrap_or(conversations::DEFAULT_LIMIT),
-            offset: q.offset.unwrap_or(0),
         }))
     }
 
