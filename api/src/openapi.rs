@@ -5,7 +5,7 @@ use poem_openapi::OpenApiService;
 use crate::routes::{
     admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, broker_config::BrokerConfigApi, brokers::BrokersApi,
     calendar::CalendarApi, conversations::ConversationsApi, costs::CostsApi, kb::KbApi, leads::LeadsApi,
-    pipeline::LeadRulesApi, pipeline::PipelineApi, tasks::TasksApi, utility::UtilityApi,
+    pipeline::LeadRulesApi, pipeline::PipelineApi, tasks::TasksApi, templates::TemplatesApi, utility::UtilityApi,
 };
 
 /// Platform, accounts and administration.
@@ -13,12 +13,13 @@ pub type CoreApis = (UtilityApi, AuthApi, BrokersApi, BrokerConfigApi, AdminApi,
 /// Leads and what Sofía does with them.
 pub type LeadApis = (LeadsApi, LeadRulesApi, PipelineApi, ConversationsApi, KbApi, AppointmentsApi, CalendarApi);
 /// Every feature's routes, grouped (poem-openapi composes tuples of at most 16).
-pub type Apis = (CoreApis, LeadApis);
+pub type Apis = (CoreApis, LeadApis, TemplatesApi);
 
 pub fn apis() -> Apis {
     (
         (UtilityApi, AuthApi, BrokersApi, BrokerConfigApi, AdminApi, TasksApi, CostsApi),
         (LeadsApi, LeadRulesApi, PipelineApi, ConversationsApi, KbApi, AppointmentsApi, CalendarApi),
+        TemplatesApi,
     )
 }
 

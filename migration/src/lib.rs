@@ -13,6 +13,7 @@ mod m20261201_000003_chat;
 mod m20261201_000005_agent_calendars;
 mod m20261201_000006_prompt_versions;
 mod m20261201_000007_cost_rollups;
+mod m20261201_000008_templates;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_agent_calendars::Migration),
             Box::new(m20261201_000006_prompt_versions::Migration),
             Box::new(m20261201_000007_cost_rollups::Migration),
+            Box::new(m20261201_000008_templates::Migration),
         ]
     }
 }

@@ -41,6 +41,7 @@ pub mod ratelimit;
 pub mod redis_conn;
 pub mod tasks;
 pub mod telemetry;
+pub mod templates;
 pub mod text;
 
 pub use config::Settings;

@@ -21,6 +21,7 @@ mod malformed;
 mod pipeline;
 mod queue;
 mod tasks;
+mod templates;
 mod utility;
 mod worker;
 mod ws;

@@ -12,6 +12,7 @@ pub mod kb;
 pub mod leads;
 pub mod pipeline;
 pub mod tasks;
+pub mod templates;
 pub mod utility;
 
 use poem_openapi::Tags;
@@ -40,6 +41,8 @@ pub enum ApiTags {
     Conversations,
     /// What the LLM calls cost: summary, daily, outliers, export, calls
     Costs,
+    /// Message templates with variables, and their preview for a lead
+    Templates,
     /// Service information and health
     Utility,
     /// The sales pipeline: board, stage columns, funnel metrics, auto-advance

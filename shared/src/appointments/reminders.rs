@@ -12,7 +12,7 @@
 //! (`webchat` when none), with status `sent` for webchat (the dashboard is its delivery) and `pending` for the other
 //! channels, whose senders will deliver it.
 
-use chrono::{DateTime, Datelike, Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
     Statement,
@@ -91,22 +91,6 @@ pub fn decide(
     }
 }
 
-const WEEKDAYS: [&str; 7] = ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"];
-const MONTHS: [&str; 12] = [
-    "enero",
-    "febrero",
-    "marzo",
-    "abril",
-    "mayo",
-    "junio",
-    "julio",
-    "agosto",
-    "septiembre",
-    "octubre",
-    "noviembre",
-    "diciembre",
-];
-
 /// What the reminder says about one appointment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReminderFacts<'a> {
@@ -124,12 +108,7 @@ pub struct ReminderFacts<'a> {
 pub fn reminder_text(f: &ReminderFacts<'_>, now: DateTime<Utc>) -> String {
     let start = f.start.with_timezone(&TZ);
     let today = now.with_timezone(&TZ).date_naive();
-    let date = format!(
-        "{} {} de {}",
-        WEEKDAYS[start.weekday().num_days_from_monday() as usize],
-        start.day(),
-        MONTHS[start.month0() as usize]
-    );
+    let date = crate::text::day_long_es(start.date_naive());
     let day = match (start.date_naive() - today).num_days() {
         0 => format!("hoy {date}"),
         1 => format!("mañana {date}"),
