@@ -134,6 +134,35 @@ impl Email {
     }
 }
 
+/// Spanish month names, January first.
+pub const MONTHS_ES: [&str; 12] = [
+    "enero",
+    "febrero",
+    "marzo",
+    "abril",
+    "mayo",
+    "junio",
+    "julio",
+    "agosto",
+    "septiembre",
+    "octubre",
+    "noviembre",
+    "diciembre",
+];
+/// Spanish weekday names, Monday first.
+pub const WEEKDAYS_ES: [&str; 7] = ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"];
+
+/// "jueves 10 de diciembre" for a local date.
+pub fn day_long_es(d: chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    format!(
+        "{} {} de {}",
+        WEEKDAYS_ES[d.weekday().num_days_from_monday() as usize],
+        d.day(),
+        MONTHS_ES[d.month0() as usize]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,33 +229,4 @@ mod tests {
         assert_eq!(clean_text("<b>María</b>\u{0007}  Pérez "), "María Pérez");
         assert_eq!(clean_text("<script>alert(1)</script>Ana"), "alert(1) Ana");
     }
-}
-
-/// Spanish month names, January first.
-pub const MONTHS_ES: [&str; 12] = [
-    "enero",
-    "febrero",
-    "marzo",
-    "abril",
-    "mayo",
-    "junio",
-    "julio",
-    "agosto",
-    "septiembre",
-    "octubre",
-    "noviembre",
-    "diciembre",
-];
-/// Spanish weekday names, Monday first.
-pub const WEEKDAYS_ES: [&str; 7] = ["lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"];
-
-/// "jueves 10 de diciembre" for a local date.
-pub fn day_long_es(d: chrono::NaiveDate) -> String {
-    use chrono::Datelike;
-    format!(
-        "{} {} de {}",
-        WEEKDAYS_ES[d.weekday().num_days_from_monday() as usize],
-        d.day(),
-        MONTHS_ES[d.month0() as usize]
-    )
 }
