@@ -4,14 +4,15 @@ use poem_openapi::OpenApiService;
 
 use crate::routes::{
     admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, brokers::BrokersApi, calendar::CalendarApi,
-    kb::KbApi, leads::LeadsApi, tasks::TasksApi, utility::UtilityApi,
+    chat::ChatApi, kb::KbApi, leads::LeadsApi, tasks::TasksApi, utility::UtilityApi,
 };
 
-pub type Apis = (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi, KbApi, AppointmentsApi, CalendarApi);
+pub type Apis =
+    (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi, KbApi, AppointmentsApi, CalendarApi, ChatApi);
 
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi, KbApi, AppointmentsApi, CalendarApi),
+        (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi, KbApi, AppointmentsApi, CalendarApi, ChatApi),
         "Corredor API",
         env!("CARGO_PKG_VERSION"),
     )

@@ -31,7 +31,7 @@ import re
 import sys
 
 ORDER = ["startup", "health", "login", "leads_list", "leads_search", "lead_create", "bulk_import", "bulk_import_async",
-         "jobs_throughput", "jobs_crash", "ws_fanout"]
+         "jobs_throughput", "jobs_crash", "ws_fanout", "chat_test", "chat_stream"]
 MARK_START = "<!-- bench:start -->"
 MARK_END = "<!-- bench:end -->"
 
@@ -55,10 +55,12 @@ TARGETS = {
     "ws_fanout": [("missing", "==", 0, ""), ("latency_p99_ms", "<=", 50, "ms")],
     "bulk_import_async": [("worker_peak_rss_mb", "<=", 100, "MB"), ("counts_match", "==", True, "")],
     "jobs_crash": [("lost", "==", 0, ""), ("duplicated_effects", "==", 0, ""), ("recovery_s", "<=", 60, "s")],
+    "chat_test": [("requests_per_sec", ">=", 800, "req/s"), ("latency_p99_ms", "<=", 40, "ms")],
+    "chat_stream": [("ttft_p99_ms", "<=", 20, "ms"), ("errors", "==", 0, "")],
 }
 
 # Scenarios that are not wrk runs but load the api, so the api RSS target ("*") applies too.
-API_LOAD_SINGLES = ("bulk_import", "ws_fanout")
+API_LOAD_SINGLES = ("bulk_import", "ws_fanout", "chat_stream")
 
 
 def machine() -> dict:
@@ -269,6 +271,11 @@ def notes_for(r: dict) -> str:
             f"({fmt(r.get('rate_per_sec'))}/s): missing {fmt(r.get('missing'))}, duplicates {fmt(r.get('duplicates'))}, "
             f"max {fmt(r.get('latency_max_ms'), 2)} ms"
         )
+    if s == "chat_test" and r.get("messages_stored") is not None:
+        notes.append(f"{fmt(r.get('leads'))} leads; {fmt(r['messages_stored'])} messages, {fmt(r.get('ledger_rows'))} ledger rows stored")
+    if s == "chat_stream":
+        total = r.get("stream_total_ms") or {}
+        notes.append(f"latency = time to first token; whole stream (with pacing) p50 {fmt(total.get('p50'), 0)} ms")
     failed = [f"{k} {fmt(v['actual'], 2)} (target {v['target']})" for k, v in (r.get("targets") or {}).items()
               if v.get("pass") is False]
     if failed:

@@ -9,6 +9,7 @@ mod m20261127_000004_dead_jobs;
 mod m20261127_000005_csv_imports;
 mod m20261201_000001_knowledge_base;
 mod m20261201_000002_appointments;
+mod m20261201_000003_chat;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000005_csv_imports::Migration),
             Box::new(m20261201_000001_knowledge_base::Migration),
             Box::new(m20261201_000002_appointments::Migration),
+            Box::new(m20261201_000003_chat::Migration),
         ]
     }
 }

@@ -49,6 +49,8 @@ pub struct Settings {
     pub providers: Providers,
     /// The dashboard's address, where OAuth callbacks send the browser back (`FRONTEND_URL`).
     pub frontend_url: String,
+    /// Pause between the words of a replayed `chat/stream` answer (`CHAT_STREAM_DELAY_MS`, 15).
+    pub chat_stream_delay: std::time::Duration,
 }
 
 /// Every external service's address and the platform-wide credentials (SPEC §1). A broker's own
@@ -227,6 +229,7 @@ impl Settings {
                 ),
             },
             frontend_url: base_url("FRONTEND_URL", "http://localhost:5173"),
+            chat_stream_delay: std::time::Duration::from_millis(parse_num("CHAT_STREAM_DELAY_MS", 15)?.min(1000)),
         })
     }
 

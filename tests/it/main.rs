@@ -8,6 +8,8 @@ mod auth;
 mod breaker;
 mod brokers;
 mod calendar;
+mod chat;
+mod conversations;
 mod crash;
 mod jobs;
 mod kb;

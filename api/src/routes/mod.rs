@@ -5,6 +5,7 @@ pub mod appointments;
 pub mod auth;
 pub mod brokers;
 pub mod calendar;
+pub mod chat;
 pub mod kb;
 pub mod leads;
 pub mod tasks;
@@ -30,6 +31,8 @@ pub enum ApiTags {
     Appointments,
     /// The broker's availability, blocked time and Google Calendar connection
     Calendar,
+    /// Sofía: send messages as a lead (JSON or SSE), read conversations
+    Chat,
     /// Service information and health
     Utility,
 }
