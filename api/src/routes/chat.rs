@@ -22,7 +22,7 @@ use shared::chat::service::{self, Inbound, TurnResult};
 use shared::entities::{activity_log, chat_messages};
 
 use super::ApiTags;
-use crate::body::JsonBody;
+use crate::body::StrictJsonBody;
 use crate::error::ApiResult;
 use crate::json_out::{JsonOut, rfc3339};
 use crate::security::Auth;
@@ -403,7 +403,7 @@ impl<'a> ApiExtractor<'a> for StreamBody {
         body: &mut RequestBody,
         opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        match JsonBody::<ChatBody>::from_request(request, body, opts).await {
+        match StrictJsonBody::<ChatBody>::from_request(request, body, opts).await {
             Ok(b) => Ok(StreamBody(Ok(b.0))),
             Err(e) => {
                 let resp = e.into_response();
@@ -430,7 +430,7 @@ impl ChatApi {
         &self,
         state: Data<&AppState>,
         auth: Auth,
-        body: JsonBody<ChatBody>,
+        body: StrictJsonBody<ChatBody>,
         /// The channel, when the body does not name one.
         provider: Query<Option<String>>,
     ) -> ApiResult<JsonOut<ChatOut>> {
