@@ -142,7 +142,8 @@ async fn read_json<T: ParseFromJSON + Type>(
         other => invalid(body_loc(None), format!("The body could not be read: {other}"), "value_error"),
     })?;
     if data.iter().all(u8::is_ascii_whitespace) {
-        return Err(invalid(body_loc(None), "Field required", "missing"));
+        // An optional body (`JsonBody<Option<T>>`) may be left out.
+        return T::parse_from_json(None).map_err(|_| invalid(body_loc(None), "Field required", "missing"));
     }
     let value: Value = serde_json::from_slice(&data)
         .map_err(|e| invalid(body_loc(None), format!("JSON decode error: {e}"), "json_invalid"))?;
@@ -179,7 +180,7 @@ impl<'a, T: ParseFromJSON + Type + Send> ApiExtractor<'a> for JsonBody<T> {
         Some(MetaRequest {
             description: None,
             content: vec![MetaMediaType { content_type: "application/json", schema: T::schema_ref() }],
-            required: true,
+            required: T::IS_REQUIRED,
         })
     }
 

@@ -3,16 +3,44 @@
 use poem_openapi::OpenApiService;
 
 use crate::routes::{
-    admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, brokers::BrokersApi, calendar::CalendarApi,
-    chat::ChatApi, kb::KbApi, leads::LeadsApi, tasks::TasksApi, utility::UtilityApi,
+    admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, broker_config::BrokerConfigApi, brokers::BrokersApi,
+    calendar::CalendarApi, chat::ChatApi, conversations::ConversationsApi, costs::CostsApi, kb::KbApi, leads::LeadsApi,
+    tasks::TasksApi, utility::UtilityApi,
 };
 
-pub type Apis =
-    (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi, KbApi, AppointmentsApi, CalendarApi, ChatApi);
+pub type Apis = (
+    UtilityApi,
+    AuthApi,
+    LeadsApi,
+    BrokersApi,
+    BrokerConfigApi,
+    AdminApi,
+    TasksApi,
+    KbApi,
+    AppointmentsApi,
+    CalendarApi,
+    ConversationsApi,
+    CostsApi,
+    ChatApi,
+);
 
 pub fn service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (UtilityApi, AuthApi, LeadsApi, BrokersApi, AdminApi, TasksApi, KbApi, AppointmentsApi, CalendarApi, ChatApi),
+        (
+            UtilityApi,
+            AuthApi,
+            LeadsApi,
+            BrokersApi,
+            BrokerConfigApi,
+            AdminApi,
+            TasksApi,
+            KbApi,
+            AppointmentsApi,
+            CalendarApi,
+            ConversationsApi,
+            CostsApi,
+            ChatApi,
+        ),
         "Corredor API",
         env!("CARGO_PKG_VERSION"),
     )

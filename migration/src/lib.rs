@@ -10,6 +10,8 @@ mod m20261127_000005_csv_imports;
 mod m20261201_000001_knowledge_base;
 mod m20261201_000002_appointments;
 mod m20261201_000003_chat;
+mod m20261201_000006_prompt_versions;
+mod m20261201_000007_cost_rollups;
 
 pub struct Migrator;
 
@@ -25,6 +27,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_knowledge_base::Migration),
             Box::new(m20261201_000002_appointments::Migration),
             Box::new(m20261201_000003_chat::Migration),
+            Box::new(m20261201_000006_prompt_versions::Migration),
+            Box::new(m20261201_000007_cost_rollups::Migration),
         ]
     }
 }

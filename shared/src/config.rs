@@ -51,6 +51,11 @@ pub struct Settings {
     pub frontend_url: String,
     /// Pause between the words of a replayed `chat/stream` answer (`CHAT_STREAM_DELAY_MS`, 15).
     pub chat_stream_delay: std::time::Duration,
+    /// Reminder, admin alert and auto-release of a lead left in human mode
+    /// (`HUMAN_MODE_REMINDER_MINUTES`, `HUMAN_MODE_ADMIN_ALERT_MINUTES`, `HUMAN_MODE_AUTO_RELEASE_MINUTES`).
+    pub human_mode: crate::conversations::Timeouts,
+    /// Today's LLM spend (USD) at which cost summaries raise `daily_alert` (`DAILY_COST_ALERT_USD`).
+    pub daily_cost_alert_usd: f64,
 }
 
 /// Every external service's address and the platform-wide credentials (SPEC §1). A broker's own
@@ -230,6 +235,19 @@ impl Settings {
             },
             frontend_url: base_url("FRONTEND_URL", "http://localhost:5173"),
             chat_stream_delay: std::time::Duration::from_millis(parse_num("CHAT_STREAM_DELAY_MS", 15)?.min(1000)),
+            human_mode: crate::conversations::timeouts_from(
+                parse_num("HUMAN_MODE_REMINDER_MINUTES", 15)?,
+                parse_num("HUMAN_MODE_ADMIN_ALERT_MINUTES", 30)?,
+                parse_num("HUMAN_MODE_AUTO_RELEASE_MINUTES", 60)?,
+            ),
+            daily_cost_alert_usd: match var("DAILY_COST_ALERT_USD") {
+                Some(v) => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| config_error("DAILY_COST_ALERT_USD must be a non-negative number"))?,
+                None => 10.0,
+            },
         })
     }
 

@@ -66,6 +66,11 @@ impl Ctx {
         Self { user_id: Some(user_id), broker_id, role, origin: None }
     }
 
+    /// Work the system does for one broker (jobs, sweeps): no user, an ADMIN's reach in that broker.
+    pub fn broker_system(broker_id: i64) -> Self {
+        Self { user_id: None, broker_id: Some(broker_id), role: Role::Admin, origin: None }
+    }
+
     /// The same caller, remembering where the request came from.
     pub fn with_origin(mut self, origin: Origin) -> Self {
         self.origin = Some(Arc::new(origin));

@@ -21,6 +21,8 @@ pub mod auth;
 pub mod brokers;
 pub mod chat;
 pub mod config;
+pub mod conversations;
+pub mod costs;
 pub mod crypto;
 pub mod ctx;
 pub mod db;

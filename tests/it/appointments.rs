@@ -1013,7 +1013,11 @@ async fn the_worker_handles_reminders_and_acknowledges_human_mode_timeouts() {
         worker: "t".into(),
         max_attempts: 5,
     };
-    let timeout = Notification::HumanModeTimeout { broker_id: admin.broker_id.unwrap(), lead_id: lead };
+    let timeout = Notification::HumanModeTimeout {
+        broker_id: admin.broker_id.unwrap(),
+        lead_id: lead,
+        stage: shared::jobs::notification::TimeoutStage::AutoRelease,
+    };
     worker::jobs::notification::run(app.infra().clone(), timeout, ctx()).await.unwrap();
     // A reminder job whose appointment is gone is done, not dead.
     let orphan = Notification::AppointmentReminder {

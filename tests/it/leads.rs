@@ -756,6 +756,9 @@ async fn large_files_are_imported_by_the_worker_with_progress_and_exact_counts()
     }
     csv.push_str("+56940000003,Repetido,\n"); // repeats row 5 (a later batch finds it)
     csv.push_str("mal,Invalid,\n");
+    // One phone twice in the same batch, in two spellings: the second is a duplicate.
+    csv.push_str("+56955500001,Nuevo,nuevo@x.cl\n");
+    csv.push_str("+569 5550 0001,Nuevo bis,bis@x.cl\n");
     let client = redis::Client::open(crate::common::redis_url()).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
     pubsub.subscribe(shared::events::broker_channel(app.infra().prefix(), admin.broker_id.unwrap())).await.unwrap();
@@ -776,16 +779,16 @@ async fn large_files_are_imported_by_the_worker_with_progress_and_exact_counts()
     worker.await.unwrap().unwrap();
 
     assert_eq!(done["status"], "done", "{done}");
-    // +56940000007 existed already; the repeated row is a duplicate too; one invalid phone.
+    // +56940000007 existed already; the repeated rows are duplicates too; one invalid phone.
     assert_eq!(
         (done["imported"].as_i64(), done["duplicates"].as_i64(), done["invalid"].as_i64()),
-        (Some(14_999), Some(2), Some(1)),
+        (Some(15_000), Some(3), Some(1)),
         "{done}"
     );
-    assert_eq!(done["rows_processed"], 15_002);
+    assert_eq!(done["rows_processed"], 15_004);
     let rows: Vec<i64> = done["errors"].as_array().unwrap().iter().map(|e| e["row"].as_i64().unwrap()).collect();
-    assert_eq!(rows, vec![9, 15_002, 15_003]);
-    assert_eq!(list(&app, &admin, "limit=1").await["total"], 15_000);
+    assert_eq!(rows, vec![9, 15_002, 15_003, 15_005]);
+    assert_eq!(list(&app, &admin, "limit=1").await["total"], 15_001);
 
     use futures_util::StreamExt;
     let mut stream = pubsub.on_message();

@@ -2,15 +2,18 @@
 //! template) and its own Redis key prefix, so they run in parallel against real infrastructure.
 
 mod common;
+mod costs;
 
 mod appointments;
 mod auth;
 mod breaker;
+mod broker_config;
 mod brokers;
 mod calendar;
 mod chat;
 mod conversations;
 mod crash;
+mod handoff;
 mod jobs;
 mod kb;
 mod leads;

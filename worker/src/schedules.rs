@@ -48,6 +48,24 @@ pub fn defaults() -> Vec<Schedule> {
             }),
         },
         Schedule {
+            // Leads left in human mode: reminder, admin alert, auto-release (as notification jobs).
+            name: "human_mode_timeouts",
+            every: Duration::from_secs(60),
+            task: Arc::new(|infra: Infra, _tick: u64| {
+                Box::pin(
+                    async move { shared::conversations::due_timeouts(&infra, chrono::Utc::now()).await.map(|_| ()) },
+                )
+            }),
+        },
+        Schedule {
+            // The LLM ledger's hourly roll-ups that cost summaries read.
+            name: "fold_llm_costs",
+            every: Duration::from_secs(60),
+            task: Arc::new(|infra: Infra, _tick: u64| {
+                Box::pin(async move { shared::costs::fold(&infra, chrono::Utc::now()).await.map(|_| ()) })
+            }),
+        },
+        Schedule {
             name: "prune_import_uploads",
             every: Duration::from_secs(3600),
             task: Arc::new(|infra: Infra, _tick: u64| {

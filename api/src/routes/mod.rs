@@ -3,9 +3,12 @@
 pub mod admin;
 pub mod appointments;
 pub mod auth;
+pub mod broker_config;
 pub mod brokers;
 pub mod calendar;
 pub mod chat;
+pub mod conversations;
+pub mod costs;
 pub mod kb;
 pub mod leads;
 pub mod tasks;
@@ -23,6 +26,8 @@ pub enum ApiTags {
     Brokers,
     /// Users of a broker; ADMIN manages its own broker's
     BrokerUsers,
+    /// The broker's AI configuration: identity, prompt sections, scoring, prompt versions
+    BrokerConfig,
     /// Knowledge base: entries, semantic search, re-embedding
     KnowledgeBase,
     /// Platform administration: audit log
@@ -33,6 +38,10 @@ pub enum ApiTags {
     Calendar,
     /// Sofía: send messages as a lead (JSON or SSE), read conversations
     Chat,
+    /// The conversations inbox and human handoff
+    Conversations,
+    /// What the LLM calls cost: summary, daily, outliers, export, calls
+    Costs,
     /// Service information and health
     Utility,
 }

@@ -17,6 +17,8 @@ pub struct Model {
     pub scoring_config: Option<Json>,
     pub alert_on_hot_lead: bool,
     pub alert_score_threshold: i32,
+    pub alert_on_qualified: bool,
+    pub alert_email: Option<String>,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
 }

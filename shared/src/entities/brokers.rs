@@ -12,6 +12,7 @@ pub struct Model {
     pub business_hours: Option<String>,
     pub service_zones: Option<Json>,
     pub is_active: bool,
+    pub priority_assignment_enabled: bool,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
 }

@@ -18,4 +18,5 @@ pub mod knowledge_base;
 pub mod knowledge_chunks;
 pub mod leads;
 pub mod llm_calls;
+pub mod prompt_versions;
 pub mod users;

@@ -10,8 +10,27 @@ use super::Job;
 pub enum Notification {
     /// Remind the lead of an appointment `hours_before` its start (24 or 1).
     AppointmentReminder { broker_id: i64, lead_id: i64, appointment_id: i64, hours_before: u32 },
-    /// Check a lead left in human mode (reminder, admin alert, auto-release).
-    HumanModeTimeout { broker_id: i64, lead_id: i64 },
+    /// A lead left in human mode: remind its holder, alert the admins, or release it to Sofía.
+    HumanModeTimeout { broker_id: i64, lead_id: i64, stage: TimeoutStage },
+}
+
+/// The steps of a human-mode timeout, in the order they fall due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutStage {
+    Reminder,
+    AdminAlert,
+    AutoRelease,
+}
+
+impl TimeoutStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeoutStage::Reminder => "reminder",
+            TimeoutStage::AdminAlert => "admin_alert",
+            TimeoutStage::AutoRelease => "auto_release",
+        }
+    }
 }
 
 impl Notification {

@@ -238,15 +238,18 @@ pub async fn insert_rows(
     if rows.is_empty() {
         return Ok((0, 0));
     }
-    let inserted = insert_batch(tx, cipher, broker_id, assigned_to, rows).await?;
+    let mut inserted = insert_batch(tx, cipher, broker_id, assigned_to, rows).await?;
+    let imported = inserted.len() as u64;
     let mut duplicates = 0u64;
     for r in rows {
-        if !inserted.contains(r.phone.as_str()) {
+        // A phone comes back once even when the batch holds it twice (the streaming import does not
+        // hold the whole file to find such pairs): the first row inserted it, the rest are duplicates.
+        if !inserted.remove(r.phone.as_str()) {
             duplicates += 1;
             errors.push(RowError { row: r.row, reason: "a lead with this phone or email already exists".into() });
         }
     }
-    Ok((inserted.len() as u64, duplicates))
+    Ok((imported, duplicates))
 }
 
 /// Inserts the rows that conflict with no lead of the broker; returns the phones inserted.

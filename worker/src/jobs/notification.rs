@@ -1,5 +1,4 @@
-//! `notification`: appointment reminders. Human-mode timeouts belong to the conversations feature;
-//! until its handler lands they are acknowledged and logged.
+//! `notification`: appointment reminders, and the timeouts of leads left in human mode.
 
 use chrono::Utc;
 use shared::Infra;
@@ -20,8 +19,11 @@ pub async fn run(infra: Infra, job: Notification, ctx: JobCtx) -> shared::Result
                 other => tracing::debug!(appointment_id, hours_before, outcome = ?other, "reminder not sent"),
             }
         }
-        Notification::HumanModeTimeout { broker_id, lead_id } => {
-            tracing::debug!(broker_id, lead_id, "human-mode timeout has no handler yet; acknowledged");
+        Notification::HumanModeTimeout { broker_id, lead_id, stage } => {
+            let holder = format!("{}/{}", ctx.worker, ctx.task_id);
+            let outcome =
+                shared::conversations::run_timeout(&infra, broker_id, lead_id, stage, &holder, Utc::now()).await?;
+            tracing::info!(lead_id, stage = stage.as_str(), outcome = ?outcome, "human-mode timeout");
         }
     }
     Ok(())
