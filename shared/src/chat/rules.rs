@@ -6,12 +6,12 @@
 //! connection, `publish` after the commit), used until that service is merged.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, IntoActiveModel, Set, Statement};
 use serde_json::{Value, json};
 
 use crate::chat::engine::{is_real_name, profile::is_real_email, profile::is_real_phone};
 use crate::ctx::Ctx;
-use crate::entities::{appointments, broker_lead_configs, chat_conversations, leads};
+use crate::entities::leads;
 use crate::error::Result;
 use crate::leads::model::{Stage, Status, open_metadata};
 use crate::leads::qualification::{Criteria, qualify};
@@ -38,33 +38,44 @@ pub async fn apply(
     lead: leads::Model,
     now: DateTime<Utc>,
 ) -> Result<RulesOutcome> {
-    let cfg = broker_lead_configs::Entity::find()
-        .filter(broker_lead_configs::Column::BrokerId.eq(lead.broker_id))
-        .one(db)
-        .await?;
-    let (scoring_cfg, criteria, cold, warm) = match &cfg {
-        Some(c) => (
-            ScoringConfig::from_stored(&c.field_weights, c.scoring_config.as_ref(), c.max_acceptable_debt),
-            Criteria::from_stored(&c.qualification_criteria),
-            c.cold_max_score,
-            c.warm_max_score,
-        ),
+    // One round trip for everything the rules read besides the lead itself.
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT lc.field_weights, lc.scoring_config, lc.max_acceptable_debt, lc.cold_max_score, \
+                    lc.warm_max_score, lc.qualification_criteria, \
+                    EXISTS (SELECT 1 FROM appointments a WHERE a.lead_id = $2 \
+                            AND a.status IN ('scheduled', 'confirmed')) AS appointment_active, \
+                    EXISTS (SELECT 1 FROM appointments a WHERE a.lead_id = $2 AND a.status = 'completed') \
+                            AS appointment_completed, \
+                    COALESCE((SELECT c.inbound_count FROM chat_conversations c WHERE c.lead_id = $2), 0) AS inbound \
+             FROM (SELECT 1) one LEFT JOIN broker_lead_configs lc ON lc.broker_id = $1",
+            [lead.broker_id.into(), lead.id.into()],
+        ))
+        .await?
+        .ok_or_else(|| crate::error::Error::internal(anyhow::anyhow!("the rules query returned no row")))?;
+    let weights: Option<Value> = row.try_get("", "field_weights")?;
+    let (scoring_cfg, criteria, cold, warm) = match weights {
+        Some(w) => {
+            let sc: Option<Value> = row.try_get("", "scoring_config")?;
+            let debt: i64 = row.try_get("", "max_acceptable_debt")?;
+            let crit: Value = row.try_get("", "qualification_criteria")?;
+            (
+                ScoringConfig::from_stored(&w, sc.as_ref(), debt),
+                Criteria::from_stored(&crit),
+                row.try_get::<i32>("", "cold_max_score")?,
+                row.try_get::<i32>("", "warm_max_score")?,
+            )
+        }
         None => (ScoringConfig::default(), Criteria::default(), 20, 50),
     };
+    let appointment_active: bool = row.try_get("", "appointment_active")?;
+    let appointment_completed: bool = row.try_get("", "appointment_completed")?;
+    let inbound: i32 = row.try_get("", "inbound")?;
     let meta = open_metadata(&infra.cipher, lead.metadata.clone());
     let income = meta.get("monthly_income").and_then(Value::as_i64);
     let dicom = meta.get("dicom_status").and_then(Value::as_str).and_then(Dicom::parse);
     let debt = meta.get("morosidad_amount").and_then(Value::as_i64);
-    let active: Vec<String> = appointments::Entity::find()
-        .filter(appointments::Column::LeadId.eq(lead.id))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|a| a.status)
-        .collect();
-    let appointment_active = active.iter().any(|s| s == "scheduled" || s == "confirmed");
-    let appointment_completed = active.iter().any(|s| s == "completed");
-    let inbound = chat_conversations::Entity::find_by_id(lead.id).one(db).await?.map_or(0, |c| c.inbound_count);
 
     let has_name = lead.name.as_deref().is_some_and(is_real_name);
     let has_phone = lead.phone.as_deref().is_some_and(is_real_phone);
