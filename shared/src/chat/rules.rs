@@ -6,16 +6,14 @@
 //! connection, `publish` after the commit), used until that service is merged.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, IntoActiveModel, Set, Statement};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, Set, Statement};
 use serde_json::{Value, json};
 
 use crate::chat::engine::{is_real_name, profile::is_real_email, profile::is_real_phone};
-use crate::ctx::Ctx;
-use crate::entities::leads;
+use crate::entities::{activity_log, leads};
 use crate::error::Result;
 use crate::leads::model::{Stage, Status, open_metadata};
 use crate::leads::qualification::{Criteria, qualify};
-use crate::leads::repo as lead_repo;
 use crate::leads::scoring::{self, Dicom, ScoreInput, ScoringConfig};
 use crate::pipeline::rules::{self as stage_rules, Facts, Reason};
 use crate::{Infra, events};
@@ -135,28 +133,33 @@ pub async fn apply(
     am.updated_at = Set(now);
     let lead = am.update(db).await?;
 
-    let system = Ctx { user_id: None, broker_id: Some(lead.broker_id), role: crate::ctx::Role::Admin, origin: None };
-    for (from, to, reason) in &moves {
-        lead_repo::add_activity(
-            db,
-            &system,
-            &lead,
-            "stage_change",
-            json!({"old_stage": from.as_str(), "new_stage": to.as_str(), "reason": reason.as_str(),
-                   "triggered_by_campaign": null, "stage_entered_at": now}),
-        )
-        .await?;
-    }
+    let row = |action: &str, details: Value| activity_log::ActiveModel {
+        lead_id: Set(lead.id),
+        broker_id: Set(lead.broker_id),
+        user_id: Set(None),
+        action_type: Set(action.to_string()),
+        details: Set(details),
+        ..Default::default()
+    };
+    let mut rows: Vec<activity_log::ActiveModel> = moves
+        .iter()
+        .map(|(from, to, reason)| {
+            row(
+                "stage_change",
+                json!({"old_stage": from.as_str(), "new_stage": to.as_str(), "reason": reason.as_str(),
+                       "automatic": true, "triggered_by_campaign": null, "stage_entered_at": now}),
+            )
+        })
+        .collect();
     if (score.total - old_score).abs() > f64::EPSILON {
-        lead_repo::add_activity(
-            db,
-            &system,
-            &lead,
+        rows.push(row(
             "score_update",
             json!({"old_score": old_score, "new_score": score.total, "delta": score.total - old_score,
                    "reason": "chat_message", "components": score.components}),
-        )
-        .await?;
+        ));
+    }
+    if !rows.is_empty() {
+        activity_log::Entity::insert_many(rows).exec(db).await?;
     }
     let became_hot = status == Status::Hot && old_status != Status::Hot.as_str();
     Ok(RulesOutcome { lead, moves, became_hot })

@@ -32,7 +32,7 @@ use super::engine::{
 use super::{ledger, rules, sanitize, store};
 use crate::appointments::{NewAppointment, Slot, service as appointments};
 use crate::ctx::{Ctx, Role};
-use crate::entities::{appointments as appointment_rows, chat_conversations, chat_messages, leads};
+use crate::entities::{activity_log, appointments as appointment_rows, chat_conversations, chat_messages, leads};
 use crate::error::{Error, FieldError, Result};
 use crate::leads::model::{TZ, open_metadata, seal_metadata, search_text};
 use crate::leads::qualification::{Criteria, qualify};
@@ -716,25 +716,30 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
         u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     );
     ledger::record(&txn, Some(lead.broker_id), Some(lead.id), &call, None).await?;
-    let system = broker_ctx(lead.broker_id);
-    lead_repo::add_activity(
-        &txn,
-        &system,
-        &lead,
+    // The turn's activity rows, in one statement.
+    let row = |action: &str, details: Value| activity_log::ActiveModel {
+        lead_id: Set(lead.id),
+        broker_id: Set(lead.broker_id),
+        user_id: Set(None),
+        action_type: Set(action.to_string()),
+        details: Set(details),
+        ..Default::default()
+    };
+    let mut rows = vec![row(
         "message",
         json!({"direction": "in", "message": text, "response": answer.text, "ai_used": true, "provider": provider,
                "conversation_state": answer.next_state.as_str()}),
-    )
-    .await?;
+    )];
     if !changed_fields.is_empty() {
-        lead_repo::add_activity(&txn, &system, &lead, "data_extracted", json!({"fields": changed_fields})).await?;
+        rows.push(row("data_extracted", json!({"fields": changed_fields})));
     }
     if let Some(reason) = after.escalated {
-        lead_repo::add_activity(&txn, &system, &lead, "escalation", json!({"reason": reason, "message": text})).await?;
+        rows.push(row("escalation", json!({"reason": reason, "message": text})));
     }
     if matches!(plan.action, Action::OptOut) {
-        lead_repo::add_activity(&txn, &system, &lead, "opt_out", json!({"message": text})).await?;
+        rows.push(row("opt_out", json!({"message": text})));
     }
+    activity_log::Entity::insert_many(rows).exec(&txn).await?;
     let outcome_rules = rules::apply(infra, &txn, lead, now).await?;
     let lead = outcome_rules.lead.clone();
     after.rules = Some(outcome_rules);
