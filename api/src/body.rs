@@ -117,6 +117,56 @@ fn field_in(reason: &str) -> Option<&str> {
     Some(&reason[start..start + end])
 }
 
+/// Reads and parses the body; `strict` also refuses values of the wrong JSON type that poem-openapi
+/// would coerce (a number where a string is expected).
+async fn read_json<T: ParseFromJSON + Type>(
+    request: &Request,
+    body: &mut RequestBody,
+    strict: bool,
+) -> poem::Result<T> {
+    if let Some(ct) = request.content_type() {
+        let is_json = ct.parse::<mime::Mime>().is_ok_and(|m| {
+            m.type_() == "application" && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"))
+        });
+        if !is_json {
+            return Err(invalid(
+                body_loc(None),
+                format!("Content-Type must be application/json, not {ct}"),
+                "content_type",
+            ));
+        }
+    }
+    let too_large = || ApiError(shared::Error::PayloadTooLarge("JSON bodies are limited to 1 MiB".into()));
+    let data = body.take()?.into_bytes_limit(MAX_JSON_BYTES).await.map_err(|e| match e {
+        poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from(too_large()),
+        other => invalid(body_loc(None), format!("The body could not be read: {other}"), "value_error"),
+    })?;
+    if data.iter().all(u8::is_ascii_whitespace) {
+        // An optional body (`JsonBody<Option<T>>`) may be left out.
+        return T::parse_from_json(None).map_err(|_| invalid(body_loc(None), "Field required", "missing"));
+    }
+    let value: Value = serde_json::from_slice(&data)
+        .map_err(|e| invalid(body_loc(None), format!("JSON decode error: {e}"), "json_invalid"))?;
+    if let Some(path) = nul_path(&value) {
+        let mut loc = body_loc(None);
+        loc.extend(path);
+        return Err(invalid(loc, "NUL characters are not allowed", "string_nul"));
+    }
+    if strict && let Some(err) = structural_error::<T>(&value) {
+        return Err(err);
+    }
+    match T::parse_from_json(Some(value.clone())) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            if let Some(err) = structural_error::<T>(&value) {
+                return Err(err);
+            }
+            let reason = e.into_message();
+            Err(invalid(body_loc(field_in(&reason)), reason.clone(), "value_error"))
+        }
+    }
+}
+
 impl<'a, T: ParseFromJSON + Type + Send> ApiExtractor<'a> for JsonBody<T> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
     type ParamType = ();
@@ -139,46 +189,37 @@ impl<'a, T: ParseFromJSON + Type + Send> ApiExtractor<'a> for JsonBody<T> {
         body: &mut RequestBody,
         _opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        if let Some(ct) = request.content_type() {
-            let is_json = ct.parse::<mime::Mime>().is_ok_and(|m| {
-                m.type_() == "application" && (m.subtype() == "json" || m.suffix().is_some_and(|s| s == "json"))
-            });
-            if !is_json {
-                return Err(invalid(
-                    body_loc(None),
-                    format!("Content-Type must be application/json, not {ct}"),
-                    "content_type",
-                ));
-            }
-        }
-        let too_large = || ApiError(shared::Error::PayloadTooLarge("JSON bodies are limited to 1 MiB".into()));
-        let data = body.take()?.into_bytes_limit(MAX_JSON_BYTES).await.map_err(|e| match e {
-            poem::error::ReadBodyError::PayloadTooLarge => poem::Error::from(too_large()),
-            other => invalid(body_loc(None), format!("The body could not be read: {other}"), "value_error"),
-        })?;
-        if data.iter().all(u8::is_ascii_whitespace) {
-            // An optional body (`JsonBody<Option<T>>`) may be left out.
-            return T::parse_from_json(None)
-                .map(JsonBody)
-                .map_err(|_| invalid(body_loc(None), "Field required", "missing"));
-        }
-        let value: Value = serde_json::from_slice(&data)
-            .map_err(|e| invalid(body_loc(None), format!("JSON decode error: {e}"), "json_invalid"))?;
-        if let Some(path) = nul_path(&value) {
-            let mut loc = body_loc(None);
-            loc.extend(path);
-            return Err(invalid(loc, "NUL characters are not allowed", "string_nul"));
-        }
-        match T::parse_from_json(Some(value.clone())) {
-            Ok(v) => Ok(JsonBody(v)),
-            Err(e) => {
-                if let Some(err) = structural_error::<T>(&value) {
-                    return Err(err);
-                }
-                let reason = e.into_message();
-                Err(invalid(body_loc(field_in(&reason)), reason.clone(), "value_error"))
-            }
-        }
+        read_json(request, body, false).await.map(JsonBody)
+    }
+}
+
+/// Like [`JsonBody`], but a value of the wrong JSON type is a 422 even where poem-openapi would
+/// coerce it (`{"message": 5}` for a string field).
+pub struct StrictJsonBody<T>(pub T);
+
+impl<'a, T: ParseFromJSON + Type + Send> ApiExtractor<'a> for StrictJsonBody<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: None,
+            content: vec![MetaMediaType { content_type: "application/json", schema: T::schema_ref() }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        read_json(request, body, true).await.map(StrictJsonBody)
     }
 }
 

@@ -4,21 +4,22 @@ use poem_openapi::OpenApiService;
 
 use crate::routes::{
     admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, broker_config::BrokerConfigApi, brokers::BrokersApi,
-    calendar::CalendarApi, conversations::ConversationsApi, costs::CostsApi, kb::KbApi, leads::LeadsApi,
+    calendar::CalendarApi, chat::ChatApi, conversations::ConversationsApi, costs::CostsApi, kb::KbApi, leads::LeadsApi,
     pipeline::LeadRulesApi, pipeline::PipelineApi, tasks::TasksApi, templates::TemplatesApi, utility::UtilityApi,
 };
 
 /// Platform, accounts and administration.
 pub type CoreApis = (UtilityApi, AuthApi, BrokersApi, BrokerConfigApi, AdminApi, TasksApi, CostsApi);
 /// Leads and what Sofía does with them.
-pub type LeadApis = (LeadsApi, LeadRulesApi, PipelineApi, ConversationsApi, KbApi, AppointmentsApi, CalendarApi);
+pub type LeadApis =
+    (LeadsApi, LeadRulesApi, PipelineApi, ChatApi, ConversationsApi, KbApi, AppointmentsApi, CalendarApi);
 /// Every feature's routes, grouped (poem-openapi composes tuples of at most 16).
 pub type Apis = (CoreApis, LeadApis, TemplatesApi);
 
 pub fn apis() -> Apis {
     (
         (UtilityApi, AuthApi, BrokersApi, BrokerConfigApi, AdminApi, TasksApi, CostsApi),
-        (LeadsApi, LeadRulesApi, PipelineApi, ConversationsApi, KbApi, AppointmentsApi, CalendarApi),
+        (LeadsApi, LeadRulesApi, PipelineApi, ChatApi, ConversationsApi, KbApi, AppointmentsApi, CalendarApi),
         TemplatesApi,
     )
 }

@@ -31,7 +31,8 @@ import re
 import sys
 
 ORDER = ["startup", "health", "login", "leads_list", "leads_search", "lead_create", "bulk_import", "bulk_import_async",
-         "jobs_throughput", "jobs_crash", "ws_fanout", "kb_search", "kb_embed", "available_slots", "costs_summary"]
+         "jobs_throughput", "jobs_crash", "ws_fanout", "kb_search", "kb_embed", "available_slots", "costs_summary",
+         "chat_test", "chat_stream"]
 MARK_START = "<!-- bench:start -->"
 MARK_END = "<!-- bench:end -->"
 
@@ -59,10 +60,12 @@ TARGETS = {
     "kb_embed": [("entries_per_sec", ">=", 2000, "entries/s"), ("errors", "==", 0, "")],
     "available_slots": [("latency_p99_ms", "<=", 20, "ms")],
     "costs_summary": [("latency_p99_ms", "<=", 100, "ms"), ("errors", "==", 0, "")],
+    "chat_test": [("requests_per_sec", ">=", 800, "req/s"), ("latency_p99_ms", "<=", 40, "ms")],
+    "chat_stream": [("ttft_p99_ms", "<=", 20, "ms"), ("errors", "==", 0, "")],
 }
 
 # Scenarios that are not wrk runs but load the api, so the api RSS target ("*") applies too.
-API_LOAD_SINGLES = ("bulk_import", "ws_fanout")
+API_LOAD_SINGLES = ("bulk_import", "ws_fanout", "chat_stream")
 
 
 def machine() -> dict:
@@ -291,6 +294,11 @@ def notes_for(r: dict) -> str:
             f"{fmt(r.get('window_days'))}-day window, {fmt(r.get('agents'))} agents, {fmt(r.get('appointments_booked'))} "
             f"booked; {fmt(r.get('slots_returned'))} free slots"
         )
+    if s == "chat_test" and r.get("messages_stored") is not None:
+        notes.append(f"{fmt(r.get('leads'))} leads; {fmt(r['messages_stored'])} messages, {fmt(r.get('ledger_rows'))} ledger rows stored")
+    if s == "chat_stream":
+        total = r.get("stream_total_ms") or {}
+        notes.append(f"latency = time to first token; whole stream (with pacing) p50 {fmt(total.get('p50'), 0)} ms")
     failed = [f"{k} {fmt(v['actual'], 2)} (target {v['target']})" for k, v in (r.get("targets") or {}).items()
               if v.get("pass") is False]
     if failed:

@@ -49,6 +49,8 @@ pub struct Settings {
     pub providers: Providers,
     /// The dashboard's address, where OAuth callbacks send the browser back (`FRONTEND_URL`).
     pub frontend_url: String,
+    /// Pause between the words of a replayed `chat/stream` answer (`CHAT_STREAM_DELAY_MS`, 15).
+    pub chat_stream_delay: std::time::Duration,
     /// Reminder, admin alert and auto-release of a lead left in human mode
     /// (`HUMAN_MODE_REMINDER_MINUTES`, `HUMAN_MODE_ADMIN_ALERT_MINUTES`, `HUMAN_MODE_AUTO_RELEASE_MINUTES`).
     pub human_mode: crate::conversations::Timeouts,
@@ -232,6 +234,7 @@ impl Settings {
                 ),
             },
             frontend_url: base_url("FRONTEND_URL", "http://localhost:5173"),
+            chat_stream_delay: std::time::Duration::from_millis(parse_num("CHAT_STREAM_DELAY_MS", 15)?.min(1000)),
             human_mode: crate::conversations::timeouts_from(
                 parse_num("HUMAN_MODE_REMINDER_MINUTES", 15)?,
                 parse_num("HUMAN_MODE_ADMIN_ALERT_MINUTES", 30)?,

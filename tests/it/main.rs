@@ -11,6 +11,8 @@ mod breaker;
 mod broker_config;
 mod brokers;
 mod calendar;
+mod chat;
+mod conversations;
 mod crash;
 mod handoff;
 mod jobs;

@@ -65,6 +65,7 @@ async fn malformed_bodies_are_4xx_on_every_json_endpoint() {
         ("PUT", format!("/api/brokers/{}", admin.broker_id.unwrap())),
         ("POST", "/api/broker/users".into()),
         ("PUT", format!("/api/broker/users/{}", admin.id)),
+        ("POST", "/api/v1/chat/test".into()),
     ];
     for (method, path) in &endpoints {
         for (what, bytes, content_type) in bad_bodies() {
@@ -114,6 +115,12 @@ async fn wrong_typed_and_hostile_field_values_are_4xx_or_stored_inert() {
         ),
         ("PUT", format!("/api/v1/leads/{id}/assign"), json!({"agent_id": admin.id}), vec!["agent_id"]),
         ("PUT", format!("/api/v1/leads/{id}/pipeline"), json!({"stage": "entrada"}), vec!["stage"]),
+        (
+            "POST",
+            "/api/v1/chat/test".into(),
+            json!({"message": "hola", "lead_id": id}),
+            vec!["message", "lead_id", "provider"],
+        ),
         (
             "POST",
             "/api/broker/users".into(),

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod broker_config;
 pub mod brokers;
 pub mod calendar;
+pub mod chat;
 pub mod conversations;
 pub mod costs;
 pub mod kb;
@@ -37,6 +38,8 @@ pub enum ApiTags {
     Appointments,
     /// The broker's availability, blocked time and Google Calendar connection
     Calendar,
+    /// Sofía: send messages as a lead (JSON or SSE), read conversations
+    Chat,
     /// The conversations inbox and human handoff
     Conversations,
     /// What the LLM calls cost: summary, daily, outliers, export, calls

@@ -169,10 +169,26 @@ async fn choose_agent(
     Err(slot_unavailable())
 }
 
-/// Books an appointment (`POST /api/v1/appointments`, and the conversation engine).
+/// Books an appointment (`POST /api/v1/appointments`).
 #[tracing::instrument(skip_all, fields(lead_id = new.lead_id))]
 pub async fn book(infra: &Infra, ctx: &Ctx, new: NewAppointment) -> Result<Appointment> {
-    let now = Utc::now();
+    let txn = infra.db.begin().await?;
+    let lead = lead_repo::lock_visible(&txn, ctx, new.lead_id).await?;
+    let appointment = book_in(&txn, ctx, &lead, new, Utc::now()).await?;
+    txn.commit().await?;
+    after_change(infra, &appointment, "appointment_created", true).await;
+    Ok(appointment)
+}
+
+/// Books on the caller's transaction for a lead it has already locked (the conversation engine
+/// books inside the turn that chose the slot). The caller commits, then calls [`after_booking`].
+pub async fn book_in(
+    db: &impl ConnectionTrait,
+    ctx: &Ctx,
+    lead: &leads::Model,
+    new: NewAppointment,
+    now: DateTime<Utc>,
+) -> Result<Appointment> {
     let duration = duration_of(new.duration_minutes)?;
     future_start(new.start_time, now)?;
     let end = new.start_time + Duration::minutes(duration);
@@ -182,8 +198,6 @@ pub async fn book(infra: &Infra, ctx: &Ctx, new: NewAppointment) -> Result<Appoi
     let lead_notes = text(new.lead_notes, "lead_notes", 5000)?;
     let kind = new.appointment_type.unwrap_or(AppointmentType::VirtualMeeting);
 
-    let txn = infra.db.begin().await?;
-    let lead = lead_repo::lock_visible(&txn, ctx, new.lead_id).await?;
     let missing = missing_lead_data(lead.name.as_deref(), lead.phone.as_deref(), lead.email.as_deref());
     if !missing.is_empty() {
         return Err(Error::bad_request(
@@ -191,8 +205,8 @@ pub async fn book(infra: &Infra, ctx: &Ctx, new: NewAppointment) -> Result<Appoi
             format!("Para agendar faltan datos del lead: {}", missing.join(", ")),
         ));
     }
-    let agent = choose_agent(&txn, &lead, new.agent_id, new.start_time, end, now).await?;
-    if repo::agent_is_busy(&txn, lead.broker_id, agent.id, new.start_time, end, None).await? {
+    let agent = choose_agent(db, lead, new.agent_id, new.start_time, end, now).await?;
+    if repo::agent_is_busy(db, lead.broker_id, agent.id, new.start_time, end, None).await? {
         return Err(slot_unavailable());
     }
     let row = appointments::ActiveModel {
@@ -211,28 +225,35 @@ pub async fn book(infra: &Infra, ctx: &Ctx, new: NewAppointment) -> Result<Appoi
         created_by: Set(ctx.user_id),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(db)
     .await
     .map_err(|e| if repo::is_slot_conflict(&e) { slot_unavailable() } else { e.into() })?;
     lead_repo::add_activity(
-        &txn,
+        db,
         ctx,
-        &lead,
+        lead,
         "appointment_created",
         json!({"appointment_id": row.id, "start_time": row.start_time, "agent_id": agent.id,
                "appointment_type": row.appointment_type}),
     )
     .await?;
-    txn.commit().await?;
-    let appointment = Appointment {
+    Ok(Appointment {
         row,
-        lead_name: lead.name,
-        lead_phone: lead.phone,
-        lead_email: lead.email,
+        lead_name: lead.name.clone(),
+        lead_phone: lead.phone.clone(),
+        lead_email: lead.email.clone(),
         agent_name: Some(agent.name),
-    };
-    after_change(infra, &appointment, "appointment_created", true).await;
-    Ok(appointment)
+    })
+}
+
+/// The work after the commit of a [`book_in`] (event, calendar sync, reminders).
+pub async fn after_booking(infra: &Infra, a: &Appointment) {
+    after_change(infra, a, "appointment_created", true).await;
+}
+
+/// The work after the commit of an appointment the caller cancelled on its own transaction.
+pub async fn after_cancel(infra: &Infra, a: &Appointment) {
+    after_change(infra, a, "appointment_updated", false).await;
 }
 
 /// What a write is for: a free edit (`PUT`), or the cancel / confirm transitions.
@@ -482,7 +503,7 @@ pub async fn available_slots(infra: &Infra, ctx: &Ctx, q: &SlotQuery) -> Result<
         Some(a) => Agents::One(repo::active_agent(&infra.db, broker_id, a).await?.id),
         None => Agents::AnyOf(repo::agent_pool(&infra.db, broker_id).await?.iter().map(|u| u.id).collect()),
     };
-    slots_between(infra, broker_id, &agents, from, to, duration as u32, kind, Utc::now()).await
+    slots_between(&infra.db, infra, broker_id, &agents, from, to, duration as u32, kind, Utc::now()).await
 }
 
 /// The broker's windows for `kind` (all kinds when `None`), or the default hours when it has
@@ -516,6 +537,7 @@ async fn windows(db: &impl ConnectionTrait, broker_id: i64, kind: Option<Appoint
 
 #[allow(clippy::too_many_arguments)]
 async fn slots_between(
+    db: &impl ConnectionTrait,
     infra: &Infra,
     broker_id: i64,
     agents: &Agents,
@@ -529,8 +551,8 @@ async fn slots_between(
         availability::local_instant(d, NaiveTime::MIN).unwrap_or_else(|| d.and_time(NaiveTime::MIN).and_utc())
     };
     let (range_start, range_end) = (day_start(from), day_start(to + Duration::days(1)) + Duration::hours(1));
-    let windows = windows(&infra.db, broker_id, kind).await?;
-    let mut busy = repo::busy(&infra.db, broker_id, range_start, range_end).await?;
+    let windows = windows(db, broker_id, kind).await?;
+    let mut busy = repo::busy(db, broker_id, range_start, range_end).await?;
     let agent_ids: &[i64] = match agents {
         Agents::One(a) => std::slice::from_ref(a),
         Agents::AnyOf(list) => list,
@@ -557,13 +579,25 @@ pub async fn next_free_slots(
         }
         None => (ctx.own_broker()?, None),
     };
+    next_free_slots_in(&infra.db, infra, broker_id, assigned, from, count).await
+}
+
+/// [`next_free_slots`] on the caller's connection (the conversation engine reads inside its turn).
+pub async fn next_free_slots_in(
+    db: &impl ConnectionTrait,
+    infra: &Infra,
+    broker_id: i64,
+    assigned: Option<i64>,
+    from: DateTime<Utc>,
+    count: usize,
+) -> Result<Vec<Slot>> {
     let agent = match assigned {
-        Some(a) => repo::active_agent(&infra.db, broker_id, a).await.ok().map(|u| u.id),
+        Some(a) => repo::active_agent(db, broker_id, a).await.ok().map(|u| u.id),
         None => None,
     };
     let agents = match agent {
         Some(a) => Agents::One(a),
-        None => Agents::AnyOf(repo::agent_pool(&infra.db, broker_id).await?.iter().map(|u| u.id).collect()),
+        None => Agents::AnyOf(repo::agent_pool(db, broker_id).await?.iter().map(|u| u.id).collect()),
     };
     let now = from.max(Utc::now());
     let first_day = now.with_timezone(&TZ).date_naive();
@@ -574,7 +608,7 @@ pub async fn next_free_slots(
         let Some(last_day) = first_day.checked_add_signed(Duration::days(days)).filter(|d| d.year() <= 9999) else {
             break;
         };
-        slots = slots_between(infra, broker_id, &agents, first_day, last_day, duration, kind, now).await?;
+        slots = slots_between(db, infra, broker_id, &agents, first_day, last_day, duration, kind, now).await?;
         if slots.len() >= count {
             break;
         }
