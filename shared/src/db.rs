@@ -15,7 +15,9 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection> {
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .idle_timeout(Duration::from_secs(300))
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // Session settings sent in the startup packet, so no query pays a round trip for them.
+        .map_sqlx_postgres_opts(|o| o.options(crate::knowledge::repo::SESSION_SETTINGS.iter().copied()));
     Ok(Database::connect(opts).await?)
 }
 

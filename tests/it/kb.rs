@@ -1181,3 +1181,22 @@ async fn the_search_statement_can_use_the_hnsw_index_with_an_iterative_scan() {
     assert!(plan.contains("knowledge_chunks_embedding_hnsw"), "{plan}");
     txn.rollback().await.unwrap();
 }
+
+#[tokio::test]
+async fn every_pooled_connection_carries_the_hnsw_scan_settings_so_a_search_is_one_statement() {
+    let app = TestApp::spawn().await;
+    // Outside any transaction, on whatever pooled connection answers: the startup options set them.
+    for _ in 0..3 {
+        let row = app
+            .db()
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT current_setting('hnsw.ef_search') AS ef, current_setting('hnsw.iterative_scan') AS scan",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<String>("", "ef").unwrap(), "100");
+        assert_eq!(row.try_get::<String>("", "scan").unwrap(), "relaxed_order");
+    }
+}

@@ -122,6 +122,9 @@ fn window_end(date: NaiveDate, time: NaiveTime) -> Option<DateTime<Utc>> {
     })
 }
 
+/// `[start, end)`.
+type Interval = (DateTime<Utc>, DateTime<Utc>);
+
 /// Every free slot in the request, earliest first, one per start instant.
 pub fn free_slots(windows: &[Window], busy: &[Busy], req: &Request<'_>) -> Vec<Slot> {
     let agents: Vec<Option<i64>> = match req.agents {
@@ -130,8 +133,17 @@ pub fn free_slots(windows: &[Window], busy: &[Busy], req: &Request<'_>) -> Vec<S
         Agents::AnyOf(list) => list.iter().copied().map(Some).collect(),
     };
     let duration = Duration::minutes(i64::from(req.duration_minutes));
+    // Each agent's busy times (its own and everybody's), gathered once rather than filtered out of
+    // the whole broker's list for every candidate start.
+    let busy_of: BTreeMap<Option<i64>, Vec<Interval>> = agents
+        .iter()
+        .map(|&a| {
+            let own = busy.iter().filter(|b| b.agent_id.is_none() || b.agent_id == a).map(|b| (b.start, b.end));
+            (a, own.collect())
+        })
+        .collect();
     let is_free = |agent: Option<i64>, start: DateTime<Utc>, end: DateTime<Utc>| {
-        !busy.iter().any(|b| (b.agent_id.is_none() || b.agent_id == agent) && b.start < end && b.end > start)
+        busy_of.get(&agent).is_none_or(|list| !list.iter().any(|&(s, e)| s < end && e > start))
     };
     let mut found: BTreeMap<DateTime<Utc>, DateTime<Utc>> = BTreeMap::new();
     let mut date = req.from;

@@ -551,6 +551,8 @@ async fn slots_between(
         availability::local_instant(d, NaiveTime::MIN).unwrap_or_else(|| d.and_time(NaiveTime::MIN).and_utc())
     };
     let (range_start, range_end) = (day_start(from), day_start(to + Duration::days(1)) + Duration::hours(1));
+    // On the caller's connection (the chat turn's transaction when Sofía offers slots), so one after
+    // the other.
     let windows = windows(db, broker_id, kind).await?;
     let mut busy = repo::busy(db, broker_id, range_start, range_end).await?;
     let agent_ids: &[i64] = match agents {

@@ -4,7 +4,7 @@
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Select, Set, Statement, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Select, Set, Statement,
 };
 
 use super::model::{Search, SearchHit, SourceType};
@@ -146,8 +146,15 @@ pub fn search_sql(source_filter: bool) -> String {
     )
 }
 
-/// The HNSW scan settings of a search, local to its transaction: a wider `ef_search`, and on
-/// pgvector ≥ 0.8 the iterative scan (older versions reject the name; the block then keeps the rest).
+/// The HNSW scan settings of a search, set for every pooled connection at connect time
+/// ([`crate::db::connect`] sends them as startup options, so a search is one statement and one round
+/// trip): a wider `ef_search`, and on pgvector ≥ 0.8 the iterative scan (older versions drop the
+/// unknown name with a warning when the extension loads; `ef_search` still applies). They only
+/// change HNSW index scans, which only the knowledge base runs.
+pub const SESSION_SETTINGS: [(&str, &str); 2] = [("hnsw.ef_search", "100"), ("hnsw.iterative_scan", "relaxed_order")];
+
+/// The same settings as one statement, for a connection that was not opened by [`crate::db::connect`]
+/// (local to the current transaction).
 pub const SCAN_SETTINGS: &str = "DO $$ BEGIN \
          PERFORM set_config('hnsw.ef_search', '100', true); \
          PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true); \
@@ -173,7 +180,7 @@ pub struct QueryVector<'a> {
 /// btree, then a sort); for a large one, the HNSW index. A filtered approximate scan can run out of
 /// candidates before `n` rows pass the broker filter, so the search asks pgvector ≥ 0.8 for an
 /// iterative scan (which keeps walking the graph until enough rows pass) and re-sorts the
-/// candidates itself, since that scan may return them slightly out of order ([`SCAN_SETTINGS`]).
+/// candidates itself, since that scan may return them slightly out of order ([`SESSION_SETTINGS`]).
 pub async fn search(
     db: &DatabaseConnection,
     ctx: &Ctx,
@@ -196,12 +203,8 @@ pub async fn search(
         values.push(t.as_str().into());
     }
     let sql = search_sql(search.source_type.is_some());
-    let txn = db.begin().await?;
-    txn.execute_unprepared(SCAN_SETTINGS).await?;
-    let mut hits = SearchHit::find_by_statement(Statement::from_sql_and_values(DbBackend::Postgres, &sql, values))
-        .all(&txn)
-        .await?;
-    txn.commit().await?;
+    let mut hits =
+        SearchHit::find_by_statement(Statement::from_sql_and_values(DbBackend::Postgres, &sql, values)).all(db).await?;
     for h in &mut hits {
         h.similarity = (h.similarity * 10_000.0).round() / 10_000.0;
     }
