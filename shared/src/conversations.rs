@@ -493,8 +493,9 @@ pub async fn human_message(infra: &Infra, ctx: &Ctx, lead_id: i64, raw: &str) ->
     })
 }
 
-/// The lead's last written inbound channel and the sender's id on it (`webchat` when none).
-async fn last_channel(db: &impl ConnectionTrait, lead_id: i64) -> Result<(String, Option<String>)> {
+/// The lead's last written inbound channel and the sender's id on it (`webchat` when none): where a
+/// person's message or a reminder goes out. A call is no channel for written text.
+pub async fn last_channel(db: &impl ConnectionTrait, lead_id: i64) -> Result<(String, Option<String>)> {
     let last: Option<(String, Option<String>)> = chat_messages::Entity::find()
         .select_only()
         .columns([chat_messages::Column::Provider, chat_messages::Column::ChannelUserId])

@@ -13,10 +13,7 @@
 //! channels, whose senders will deliver it.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    Statement,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Set, Statement};
 use serde_json::json;
 
 use super::model::{AppointmentStatus, AppointmentType};
@@ -196,19 +193,7 @@ pub async fn send(
         meet_url: appt.meet_url.as_deref(),
     };
     let text = reminder_text(&facts, now);
-    let last_inbound: Option<(String, Option<String>)> = chat_messages::Entity::find()
-        .select_only()
-        .columns([chat_messages::Column::Provider, chat_messages::Column::ChannelUserId])
-        .filter(chat_messages::Column::LeadId.eq(lead.id))
-        .filter(chat_messages::Column::Direction.eq("in"))
-        // A call is no channel for a written reminder.
-        .filter(chat_messages::Column::Provider.ne("voice"))
-        .order_by_desc(chat_messages::Column::CreatedAt)
-        .order_by_desc(chat_messages::Column::Id)
-        .into_tuple()
-        .one(&infra.db)
-        .await?;
-    let (provider, channel_user_id) = last_inbound.unwrap_or_else(|| ("webchat".into(), None));
+    let (provider, channel_user_id) = crate::conversations::last_channel(&infra.db, lead.id).await?;
     let job = Notification::AppointmentReminder { broker_id, lead_id: lead.id, appointment_id, hours_before };
     let base = job.effect_key().ok_or_else(|| Error::internal(anyhow::anyhow!("a reminder has an effect key")))?;
     let key = format!("{base}:{}", appt.start_time.timestamp());

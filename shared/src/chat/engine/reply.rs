@@ -6,7 +6,7 @@
 //! Everything said is true of the profile: acknowledgements come from this turn's changes, the
 //! confirmation from the booking (no invented link), answers from the knowledge base.
 
-use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
+use chrono::{DateTime, Timelike, Utc};
 
 use super::extract::{DicomStatus, Field, Intent, PropertyType};
 use super::policy::violation;
@@ -839,40 +839,10 @@ fn local_date(t: DateTime<Utc>) -> chrono::NaiveDate {
     t.with_timezone(&TZ).date_naive()
 }
 
-fn weekday_es(w: Weekday) -> &'static str {
-    match w {
-        Weekday::Mon => "lunes",
-        Weekday::Tue => "martes",
-        Weekday::Wed => "miércoles",
-        Weekday::Thu => "jueves",
-        Weekday::Fri => "viernes",
-        Weekday::Sat => "sábado",
-        Weekday::Sun => "domingo",
-    }
-}
-
-fn month_es(m: u32) -> &'static str {
-    const MONTHS: [&str; 12] = [
-        "enero",
-        "febrero",
-        "marzo",
-        "abril",
-        "mayo",
-        "junio",
-        "julio",
-        "agosto",
-        "septiembre",
-        "octubre",
-        "noviembre",
-        "diciembre",
-    ];
-    MONTHS.get(m.saturating_sub(1) as usize).copied().unwrap_or_default()
-}
-
 /// "jueves 10 de diciembre", in America/Santiago.
 pub(crate) fn day_long(t: DateTime<Utc>) -> String {
     let l = t.with_timezone(&TZ);
-    format!("{} {} de {}", weekday_es(l.weekday()), l.day(), month_es(l.month()))
+    crate::text::day_long_es(l.date_naive())
 }
 
 /// "jueves 10 de diciembre a las 10:00", in America/Santiago.
