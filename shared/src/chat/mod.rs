@@ -9,6 +9,7 @@
 
 pub mod engine;
 pub mod history;
+pub mod llm_turn;
 pub mod ledger;
 pub mod sanitize;
 pub mod service;

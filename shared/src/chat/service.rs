@@ -29,8 +29,9 @@ use super::engine::{
     Action, Booking, ConversationState, Identity, KbHit, Memory, Outcome, Plan, Profile, SlotOffer, TurnInput, merge,
     plan, reply,
 };
-use super::{ledger, sanitize, store};
+use super::{ledger, llm_turn, sanitize, store};
 use crate::appointments::{NewAppointment, Slot, service as appointments};
+use crate::brokers::config::load_prompt_config;
 use crate::ctx::{Ctx, Role};
 use crate::entities::{activity_log, appointments as appointment_rows, chat_conversations, chat_messages, leads};
 use crate::error::{Error, FieldError, Result};
@@ -613,8 +614,32 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
     let plan = plan(&input);
     let mut after = AfterCommit::default();
     let outcome = perform(&txn, infra, &lead, &profile, &memory, &plan, now, &mut after).await?;
-    let answer = reply(&input, &plan, &outcome);
+    let mut answer = reply(&input, &plan, &outcome);
     let analysis = serde_json::to_value(&ex).unwrap_or(Value::Null);
+
+    // With a provider configured, the model writes a conversational turn's reply (the engine's
+    // text is its draft and its fallback); action turns keep the engine's exact text.
+    let mut written = None;
+    let mut prompt_version_id = None;
+    if let Some(router) = infra.llm.as_deref()
+        && matches!(plan.action, Action::None)
+    {
+        let cfg = load_prompt_config(&txn, lead.broker_id).await?;
+        prompt_version_id = cfg.version_id();
+        let facts = llm_turn::TurnFacts {
+            lead_id: lead.id,
+            state: answer.next_state.as_str(),
+            profile: &profile,
+            kb: &kb,
+            draft: &answer.text,
+            release_note: meta.get("human_release_note").and_then(Value::as_str).map(str::to_string),
+            now,
+        };
+        let req = llm_turn::request(&txn, &cfg, &facts).await?;
+        let w = llm_turn::write(infra, router, &req, &profile, &answer.text).await;
+        answer.text = w.text.clone();
+        written = Some(w);
+    }
 
     // The lead: contact columns, metadata, state.
     store::store_profile(&mut meta, &profile);
@@ -676,13 +701,19 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
     // The reply, the memory, the ledger, the activity.
     insert_message(&txn, &lead, provider, &inbound, &answer.text, "out", "ai", Some(reply_key(inbound_row.id))).await?;
     save_conversation(&txn, &lead, conversation, Some(&answer.memory), provider, true, now).await?;
-    let context_chars = serde_json::to_string(&profile).map_or(0, |s| s.chars().count());
-    let call = ledger::local_reply(
-        text.chars().count() + context_chars,
-        answer.text.chars().count(),
-        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    );
-    ledger::record(&txn, Some(lead.broker_id), Some(lead.id), &call, None).await?;
+    // A ledger row per model attempt, and the local engine's when its text was sent.
+    for call in written.iter().flat_map(|w| &w.records) {
+        ledger::record(&txn, Some(lead.broker_id), Some(lead.id), call, prompt_version_id).await?;
+    }
+    if written.as_ref().is_none_or(|w| w.kept_draft.is_some()) {
+        let context_chars = serde_json::to_string(&profile).map_or(0, |s| s.chars().count());
+        let call = ledger::local_reply(
+            text.chars().count() + context_chars,
+            answer.text.chars().count(),
+            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        );
+        ledger::record(&txn, Some(lead.broker_id), Some(lead.id), &call, prompt_version_id).await?;
+    }
     // The turn's activity rows, in one statement.
     let row = |action: &str, details: Value| activity_log::ActiveModel {
         lead_id: Set(lead.id),
@@ -695,7 +726,8 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
     let mut rows = vec![row(
         "message",
         json!({"direction": "in", "message": text, "response": answer.text, "ai_used": true, "provider": provider,
-               "conversation_state": answer.next_state.as_str()}),
+               "conversation_state": answer.next_state.as_str(),
+               "llm": written.as_ref().map(|w| json!({"used": w.kept_draft.is_none(), "kept_draft": w.kept_draft}))}),
     )];
     if !changed_fields.is_empty() {
         rows.push(row("data_extracted", json!({"fields": changed_fields})));
