@@ -1016,6 +1016,20 @@ async fn sofia_answers_through_the_model_with_the_active_prompt_and_the_history(
         ]
     );
 
+    let replies: Vec<Option<i64>> = {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        use shared::entities::chat_messages;
+        chat_messages::Entity::find()
+            .filter(chat_messages::Column::LeadId.eq(lead_id))
+            .filter(chat_messages::Column::Direction.eq("out"))
+            .all(app.db())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.prompt_version_id)
+            .collect()
+    };
+    assert_eq!(replies, vec![Some(version_id); 2], "each reply records the version that wrote it");
     let ledger = ledger_of(&app, lead_id).await;
     assert_eq!(ledger.len(), 2, "one row per model call, no local row: {ledger:?}");
     for row in &ledger {
@@ -1056,4 +1070,87 @@ async fn when_every_provider_fails_the_lead_still_gets_the_engines_reply() {
     assert_eq!(failed, openai.hits(), "every failed attempt is a ledger row: {ledger:?}");
     assert!(failed >= 1);
     assert_eq!(ledger.last().map(|c| c.provider.as_str()), Some("local"));
+}
+
+/// `POST /api/v1/chat/stream`: the status and the data frames.
+async fn chat_stream(app: &TestApp, user: &crate::common::User, message: &str) -> (u16, Vec<Value>) {
+    let resp = app
+        .client()
+        .post("/api/v1/chat/stream")
+        .header("authorization", user.bearer())
+        .body_json(&json!({"message": message}))
+        .send()
+        .await;
+    let status = resp.0.status().as_u16();
+    let text = resp.0.into_body().into_string().await.unwrap();
+    let frames = text
+        .split("\n\n")
+        .filter_map(|f| f.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("frame {d:?}: {e}")))
+        .collect();
+    (status, frames)
+}
+
+fn tokens_of(frames: &[Value]) -> Vec<String> {
+    frames.iter().filter_map(|f| f["token"].as_str().map(str::to_string)).collect()
+}
+
+#[tokio::test]
+async fn chat_stream_sends_the_models_tokens_clause_by_clause() {
+    let pieces = ["¡Hola", " Marcela!", " ¿Buscas", " en", " Ñuñoa?"];
+    let sse = Reply::Sse(awkward(&openai_sse(&pieces, Some((700, 25)))));
+    let openai = Fake::start(vec![], sse).await;
+    let app = TestApp::spawn_with(env(None, Some(&openai), &[("LLM_PROVIDER", "openai")])).await;
+    let admin = app.new_broker().await;
+    let (status, frames) = chat_stream(&app, &admin, "Hola, soy Marcela").await;
+    assert_eq!(status, 200);
+    assert_eq!(tokens_of(&frames), ["¡Hola Marcela!", " ¿Buscas en Ñuñoa?"], "{frames:?}");
+    let done = frames.last().unwrap();
+    assert_eq!(done["done"], true);
+    assert!(done.get("replaced").is_none(), "{done}");
+    assert_eq!(openai.requests()[0].body["stream"], true);
+    let lead_id = done["lead_id"].as_i64().unwrap();
+    let ledger = ledger_of(&app, lead_id).await;
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!((ledger[0].provider.as_str(), ledger[0].output_tokens), ("openai", 25));
+    let b = app
+        .client()
+        .get(format!("/api/v1/chat/{lead_id}/messages"))
+        .header("authorization", admin.bearer())
+        .send()
+        .await;
+    let stored = body(b).await.to_string();
+    assert!(stored.contains("¡Hola Marcela! ¿Buscas en Ñuñoa?"), "the streamed text is the stored reply: {stored}");
+}
+
+#[tokio::test]
+async fn a_streamed_promise_is_never_shown_and_the_engines_reply_replaces_it() {
+    let pieces = ["¡Hola!", " Con tu renta", " calificas para", " el crédito."];
+    let openai = Fake::start(vec![], Reply::Sse(vec![Piece::Bytes(openai_sse(&pieces, Some((500, 20))))])).await;
+    let app = TestApp::spawn_with(env(None, Some(&openai), &[("LLM_PROVIDER", "openai")])).await;
+    let admin = app.new_broker().await;
+    let (status, frames) = chat_stream(&app, &admin, "Gano 900 mil, ¿me aprueban el crédito?").await;
+    assert_eq!(status, 200);
+    let shown = tokens_of(&frames).concat();
+    assert_eq!(shown, "¡Hola!", "only the clean clauses went out: {frames:?}");
+    let done = frames.last().unwrap();
+    assert_eq!(done["done"], true);
+    assert_eq!(done["replaced"], true);
+    let response = done["response"].as_str().unwrap();
+    assert!(!response.is_empty() && !response.to_lowercase().contains("calificas"), "{response}");
+}
+
+#[tokio::test]
+async fn chat_stream_replays_the_engines_reply_when_no_provider_streams() {
+    let openai = Fake::start(vec![], openai_error(401, "invalid_request_error", "Incorrect API key provided")).await;
+    let app = TestApp::spawn_with(env(None, Some(&openai), &[("LLM_PROVIDER", "openai")])).await;
+    let admin = app.new_broker().await;
+    let (status, frames) = chat_stream(&app, &admin, "Hola, busco depto en Ñuñoa").await;
+    assert_eq!(status, 200);
+    assert!(!tokens_of(&frames).concat().trim().is_empty(), "{frames:?}");
+    assert_eq!(frames.last().unwrap()["done"], true);
+    // Validation errors still come with their status before anything streams.
+    let (status, frames) = chat_stream(&app, &admin, "").await;
+    assert_eq!(status, 422);
+    assert!(frames[0]["error"].is_string() && frames[0]["code"].is_string(), "{frames:?}");
 }

@@ -20,7 +20,7 @@ use crate::Infra;
 use crate::brokers::prompt::{FIELDS, KnowledgeHit, PromptConfig, TurnContext, build_system_prompt};
 use crate::entities::chat_messages;
 use crate::error::Result;
-use crate::integrations::llm::{CallRecord, CallType, Message, Request, Router};
+use crate::integrations::llm::{CallRecord, CallType, Message, Request, Router, StreamEvent};
 
 /// Messages sent as chat history; older ones are summarised.
 pub const HISTORY_WINDOW: u64 = 12;
@@ -34,7 +34,12 @@ pub struct Written {
     pub records: Vec<CallRecord>,
     /// `None`: the model's text is sent. Else why the draft was: `policy:<rule>`, `empty`, `failed`.
     pub kept_draft: Option<String>,
+    /// Tokens went to the stream's sink (the draft then replaces them when `kept_draft` is set).
+    pub streamed: bool,
 }
+
+/// Where a streamed turn's tokens go as they are released.
+pub type TokenSink = tokio::sync::mpsc::UnboundedSender<String>;
 
 /// The facts of the turn the prompt is built from.
 pub struct TurnFacts<'a> {
@@ -100,7 +105,11 @@ pub async fn request(db: &impl ConnectionTrait, cfg: &PromptConfig, facts: &Turn
         conversation_state: Some(facts.state.to_string()),
         collected,
         pending,
-        knowledge: facts.kb.iter().map(|h| KnowledgeHit { title: h.title.clone(), content: h.snippet.clone() }).collect(),
+        knowledge: facts
+            .kb
+            .iter()
+            .map(|h| KnowledgeHit { title: h.title.clone(), content: h.snippet.clone() })
+            .collect(),
         summary,
         release_note: facts.release_note.clone(),
         lead_id: Some(facts.lead_id),
@@ -113,9 +122,13 @@ pub async fn request(db: &impl ConnectionTrait, cfg: &PromptConfig, facts: &Turn
     );
     system.push_str(facts.draft);
     let mut messages = vec![Message::system(system)];
-    messages.extend(recent.into_iter().map(|(direction, text)| {
-        if direction == "in" { Message::user(text) } else { Message::assistant(text) }
-    }));
+    messages.extend(
+        recent.into_iter().map(
+            |(direction, text)| {
+                if direction == "in" { Message::user(text) } else { Message::assistant(text) }
+            },
+        ),
+    );
     Ok(Request::new(CallType::Reply, messages))
 }
 
@@ -127,7 +140,12 @@ fn debt_context(p: &Profile) -> bool {
 /// The model's reply to `req`, guarded; the draft when it fails or breaks a rule.
 pub async fn write(infra: &Infra, router: &Router, req: &Request, profile: &Profile, draft: &str) -> Written {
     let (records, outcome) = router.complete(infra, req).await;
-    let keep = |why: String| Written { text: draft.to_string(), records: records.clone(), kept_draft: Some(why) };
+    let keep = |why: String| Written {
+        text: draft.to_string(),
+        records: records.clone(),
+        kept_draft: Some(why),
+        streamed: false,
+    };
     match outcome {
         Err(e) => {
             tracing::warn!(error = %e, "every LLM provider failed; the local engine's reply is sent");
@@ -142,7 +160,92 @@ pub async fn write(infra: &Infra, router: &Router, req: &Request, profile: &Prof
                 tracing::warn!(rule, "the LLM reply broke a policy rule; the local engine's reply is sent");
                 return keep(format!("policy:{rule}"));
             }
-            Written { text: text.to_string(), records, kept_draft: None }
+            Written { text: text.to_string(), records, kept_draft: None, streamed: false }
         }
     }
+}
+
+/// Whether released text may end here: after a clause or sentence mark, or a line break.
+fn at_clause_end(text: &str) -> bool {
+    text.trim_end_matches(' ').ends_with(['.', ',', ';', ':', '!', '?', '\n'])
+}
+
+/// [`write`], streamed: the provider's tokens go to `sink` as they arrive, held back to the end of
+/// each clause so the policy check sees the whole text released so far — nothing that breaks a rule
+/// is ever shown. A stream that breaks a rule, breaks off or ends empty stops there and the draft is
+/// the reply (`kept_draft`; the caller tells the client the streamed text was replaced). When no
+/// provider starts a stream, nothing was sent and the draft is the reply.
+pub async fn write_streaming(
+    infra: &Infra,
+    router: &Router,
+    req: &Request,
+    profile: &Profile,
+    draft: &str,
+    sink: &TokenSink,
+) -> Written {
+    use futures_util::StreamExt;
+    let (mut records, started) = router.stream(infra, req).await;
+    let mut stream = match started {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "no LLM provider started a stream; the local engine's reply is sent");
+            return Written { text: draft.to_string(), records, kept_draft: Some("failed".into()), streamed: false };
+        }
+    };
+    let debt = debt_context(profile);
+    let (mut released, mut held) = (String::new(), String::new());
+    let mut streamed = false;
+    let mut verdict: Option<String> = None;
+    let mut finished = false;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(StreamEvent::Token(t)) => {
+                held.push_str(&t);
+                if at_clause_end(&held) {
+                    let candidate = format!("{released}{held}");
+                    if let Some(rule) = violation(&candidate, debt) {
+                        verdict = Some(format!("policy:{rule}"));
+                        break;
+                    }
+                    streamed |= sink.send(std::mem::take(&mut held)).is_ok();
+                    released = candidate;
+                }
+            }
+            Ok(StreamEvent::Done(_)) => {
+                finished = true;
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the LLM stream broke off; the local engine's reply is sent");
+                verdict = Some("failed".into());
+                break;
+            }
+        }
+    }
+    if verdict.is_none() {
+        let whole = format!("{released}{held}");
+        if let Some(rule) = violation(&whole, debt) {
+            verdict = Some(format!("policy:{rule}"));
+        } else if whole.trim().is_empty() {
+            verdict = Some("empty".into());
+        } else if !finished {
+            verdict = Some("failed".into());
+        } else {
+            if !held.is_empty() {
+                streamed |= sink.send(held).is_ok();
+            }
+            records.push(stream.record());
+            return Written { text: whole.trim().to_string(), records, kept_draft: None, streamed };
+        }
+    }
+    if let Some(why) = &verdict
+        && why.starts_with("policy:")
+    {
+        tracing::warn!(
+            rule = why.as_str(),
+            "the streamed LLM reply broke a policy rule; the local engine's reply is sent"
+        );
+    }
+    records.push(stream.record());
+    Written { text: draft.to_string(), records, kept_draft: verdict, streamed }
 }

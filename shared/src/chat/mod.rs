@@ -9,8 +9,8 @@
 
 pub mod engine;
 pub mod history;
-pub mod llm_turn;
 pub mod ledger;
+pub mod llm_turn;
 pub mod sanitize;
 pub mod service;
 pub mod store;

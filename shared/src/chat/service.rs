@@ -80,6 +80,10 @@ pub struct TurnResult {
     pub key_points: Vec<String>,
     /// An appointment this turn booked.
     pub appointment_id: Option<i64>,
+    /// The model's tokens went to the turn's [`TokenSink`] as they came.
+    pub streamed: bool,
+    /// After streaming, the model's text was replaced by the local engine's (`response`).
+    pub replaced: bool,
 }
 
 /// Parses the provider name, or a 422 on `provider`.
@@ -196,6 +200,7 @@ async fn insert_message(
     direction: &str,
     sender_type: &str,
     channel_message_id: Option<String>,
+    prompt_version_id: Option<i64>,
 ) -> Result<chat_messages::Model> {
     chat_messages::ActiveModel {
         lead_id: Set(lead.id),
@@ -208,6 +213,7 @@ async fn insert_message(
         direction: Set(direction.to_string()),
         sender_type: Set(sender_type.to_string()),
         ai_response_used: Set(sender_type == "ai"),
+        prompt_version_id: Set(prompt_version_id),
         ..Default::default()
     }
     .insert(txn)
@@ -251,6 +257,8 @@ async fn replay_duplicate(
         analysis: Value::Null,
         key_points: Vec::new(),
         appointment_id: None,
+        streamed: false,
+        replaced: false,
         lead: lead.clone(),
     }))
 }
@@ -482,6 +490,17 @@ async fn contact_taken(
 /// The whole turn for one inbound message (see the module docs).
 #[tracing::instrument(skip_all, fields(lead_id = inbound.lead_id))]
 pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnResult> {
+    handle_streaming(infra, ctx, inbound, None).await
+}
+
+/// [`handle`], with the model's tokens sent to `sink` as they come when a provider writes the reply
+/// (`chat/stream`). Nothing is sent to it otherwise: the caller replays the reply.
+pub async fn handle_streaming(
+    infra: &Infra,
+    ctx: &Ctx,
+    inbound: Inbound,
+    sink: Option<llm_turn::TokenSink>,
+) -> Result<TurnResult> {
     let started = Instant::now();
     let now = Utc::now();
     if inbound.lead_id.is_some_and(|id| id <= 0) {
@@ -515,7 +534,8 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
         return Ok(result);
     }
     let inbound_row =
-        insert_message(&txn, &lead, provider, &inbound, &text, "in", "customer", channel_message_id.clone()).await?;
+        insert_message(&txn, &lead, provider, &inbound, &text, "in", "customer", channel_message_id.clone(), None)
+            .await?;
     let conversation = chat_conversations::Entity::find_by_id(lead.id).one(&txn).await?;
     let mut meta = open_metadata(&infra.cipher, lead.metadata.clone());
 
@@ -555,6 +575,8 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
             analysis: Value::Null,
             key_points: Vec::new(),
             appointment_id: None,
+            streamed: false,
+            replaced: false,
         });
     }
 
@@ -636,7 +658,10 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
             now,
         };
         let req = llm_turn::request(&txn, &cfg, &facts).await?;
-        let w = llm_turn::write(infra, router, &req, &profile, &answer.text).await;
+        let w = match &sink {
+            Some(sink) => llm_turn::write_streaming(infra, router, &req, &profile, &answer.text, sink).await,
+            None => llm_turn::write(infra, router, &req, &profile, &answer.text).await,
+        };
         answer.text = w.text.clone();
         written = Some(w);
     }
@@ -699,7 +724,10 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
     let lead = am.update(&txn).await?;
 
     // The reply, the memory, the ledger, the activity.
-    insert_message(&txn, &lead, provider, &inbound, &answer.text, "out", "ai", Some(reply_key(inbound_row.id))).await?;
+    // The version is recorded when the model wrote the reply with it.
+    let written_with = prompt_version_id.filter(|_| written.as_ref().is_some_and(|w| w.kept_draft.is_none()));
+    let key = Some(reply_key(inbound_row.id));
+    insert_message(&txn, &lead, provider, &inbound, &answer.text, "out", "ai", key, written_with).await?;
     save_conversation(&txn, &lead, conversation, Some(&answer.memory), provider, true, now).await?;
     // A ledger row per model attempt, and the local engine's when its text was sent.
     for call in written.iter().flat_map(|w| &w.records) {
@@ -754,6 +782,8 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
         analysis,
         key_points: profile.key_points.clone(),
         appointment_id,
+        streamed: written.as_ref().is_some_and(|w| w.streamed),
+        replaced: written.as_ref().is_some_and(|w| w.streamed && w.kept_draft.is_some()),
         lead,
     })
 }
@@ -778,7 +808,8 @@ async fn finish_fixed(
     am.last_contacted = Set(Some(now));
     am.updated_at = Set(now);
     let lead = am.update(&txn).await?;
-    insert_message(&txn, &lead, provider, inbound, &response, "out", "system", Some(reply_key(inbound_row.id))).await?;
+    insert_message(&txn, &lead, provider, inbound, &response, "out", "system", Some(reply_key(inbound_row.id)), None)
+        .await?;
     save_conversation(&txn, &lead, conversation, None, provider, true, now).await?;
     lead_repo::add_activity(
         &txn,
@@ -799,6 +830,8 @@ async fn finish_fixed(
         analysis: Value::Null,
         key_points: Vec::new(),
         appointment_id: None,
+        streamed: false,
+        replaced: false,
     })
 }
 
