@@ -68,7 +68,11 @@ pub async fn send_text(infra: &Infra, lead: &leads::Model, text: &str, origin: O
 /// Places the step's call. Voice calls are not part of this build: the step fails with
 /// `voice_not_configured` and no call is placed (the voice service replaces this body).
 pub async fn place_call(_infra: &Infra, lead: &leads::Model, origin: Origin<'_>) -> Result<Value> {
-    tracing::info!(lead_id = lead.id, campaign_id = origin.campaign_id, "campaign call not placed: voice not configured");
+    tracing::info!(
+        lead_id = lead.id,
+        campaign_id = origin.campaign_id,
+        "campaign call not placed: voice not configured"
+    );
     Ok(json!({"status": "failed", "error": "voice_not_configured",
               "detail": "Voice calls are not configured (VAPI); no call was placed"}))
 }

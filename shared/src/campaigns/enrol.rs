@@ -16,14 +16,14 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::model::{Campaign, DEFAULT_INACTIVITY_DAYS, Log, LOG_COLUMNS, MAX_APPLY, Step, due_at};
+use super::model::{Campaign, DEFAULT_INACTIVITY_DAYS, LOG_COLUMNS, Log, MAX_APPLY, Step, due_at};
 use super::service::{find, find_system, stmt};
+use crate::Infra;
 use crate::ctx::{Ctx, LeadScope};
 use crate::error::{Error, Result};
 use crate::jobs::campaign_step::CampaignStep;
 use crate::jobs::{self, Job};
 use crate::leads::model::Stage;
-use crate::Infra;
 
 /// Jobs per Redis call when pushing many.
 pub const PUSH_CHUNK: usize = 1_000;
@@ -57,11 +57,10 @@ pub fn trigger_condition(c: &Campaign, now: DateTime<Utc>) -> Result<String> {
             format!("{open} AND l.lead_score >= {min} AND l.lead_score <= {max}")
         }
         "stage_change" => {
-            let stage = cond
-                .get("stage")
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse::<Stage>().ok())
-                .ok_or_else(|| Error::bad_request("invalid_trigger_condition", "the campaign's stage is not valid"))?;
+            let stage =
+                cond.get("stage").and_then(Value::as_str).and_then(|s| s.parse::<Stage>().ok()).ok_or_else(|| {
+                    Error::bad_request("invalid_trigger_condition", "the campaign's stage is not valid")
+                })?;
             format!("l.pipeline_stage = '{}'", stage.as_str())
         }
         "inactivity" => {
@@ -140,9 +139,7 @@ async fn enrol(
     txn.commit().await?;
     let jobs: Vec<(CampaignStep, DateTime<Utc>)> = ids
         .iter()
-        .map(|&lead_id| {
-            (CampaignStep { broker_id: c.broker_id, campaign_id: c.id, lead_id, step_id: first.id }, due)
-        })
+        .map(|&lead_id| (CampaignStep { broker_id: c.broker_id, campaign_id: c.id, lead_id, step_id: first.id }, due))
         .collect();
     enqueue_steps(infra, &jobs).await?;
     if !ids.is_empty() {

@@ -208,7 +208,10 @@ pub fn check_name(raw: &str) -> Result<String> {
 pub fn check_description(raw: Option<&str>) -> Result<Option<String>> {
     let d = raw.map(str::trim).filter(|d| !d.is_empty()).map(str::to_string);
     if d.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION) {
-        return Err(Error::invalid_body("description", format!("description must be at most {MAX_DESCRIPTION} characters")));
+        return Err(Error::invalid_body(
+            "description",
+            format!("description must be at most {MAX_DESCRIPTION} characters"),
+        ));
     }
     Ok(d)
 }
@@ -230,7 +233,10 @@ pub fn check_message(raw: Option<&str>) -> Result<Option<String>> {
         return Ok(None);
     }
     if m.chars().count() > MAX_MESSAGE {
-        return Err(Error::invalid_body("message_text", format!("message_text must be at most {MAX_MESSAGE} characters")));
+        return Err(Error::invalid_body(
+            "message_text",
+            format!("message_text must be at most {MAX_MESSAGE} characters"),
+        ));
     }
     Ok(Some(m))
 }
@@ -262,7 +268,11 @@ fn condition_number(map: &Map<String, Value>, key: &str, min: f64, max: f64) -> 
             Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
             _ => Err(Error::invalid(
                 "invalid_trigger_condition",
-                FieldError::body("trigger_condition", format!("{key} must be a number from {min} to {max}"), "value_error"),
+                FieldError::body(
+                    "trigger_condition",
+                    format!("{key} must be a number from {min} to {max}"),
+                    "value_error",
+                ),
             )),
         },
     }
@@ -378,7 +388,10 @@ mod tests {
 
     #[test]
     fn trigger_conditions_are_checked_and_canonical() {
-        assert_eq!(check_condition("stage_change", Some(&json!({"stage": "Agendado"}))).unwrap(), json!({"stage": "agendado"}));
+        assert_eq!(
+            check_condition("stage_change", Some(&json!({"stage": "Agendado"}))).unwrap(),
+            json!({"stage": "agendado"})
+        );
         assert!(check_condition("stage_change", Some(&json!({}))).is_err());
         assert!(check_condition("stage_change", Some(&json!({"stage": "nope"}))).is_err());
         assert!(check_condition("lead_score", Some(&json!({"score_min": 80, "score_max": 20}))).is_err());

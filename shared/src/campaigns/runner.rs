@@ -45,7 +45,9 @@ pub enum StepOutcome {
 async fn load_log(db: &impl ConnectionTrait, job: &CampaignStep) -> Result<Option<Log>> {
     let row = db
         .query_one_raw(stmt(
-            &format!("SELECT {LOG_COLUMNS} FROM campaign_logs WHERE campaign_id = $1 AND lead_id = $2 AND step_id = $3"),
+            &format!(
+                "SELECT {LOG_COLUMNS} FROM campaign_logs WHERE campaign_id = $1 AND lead_id = $2 AND step_id = $3"
+            ),
             vec![job.campaign_id.into(), job.lead_id.into(), job.step_id.into()],
         ))
         .await?;
@@ -84,7 +86,8 @@ pub async fn run(infra: &Infra, job: &CampaignStep, holder: &str, now: DateTime<
         return Ok(StepOutcome::Gone);
     };
     let Some(step) = c.steps.iter().find(|s| s.id == job.step_id).cloned() else { return Ok(StepOutcome::Gone) };
-    let Some(lead) = leads::Entity::find_by_id(job.lead_id).one(&infra.db).await?.filter(|l| l.broker_id == c.broker_id)
+    let Some(lead) =
+        leads::Entity::find_by_id(job.lead_id).one(&infra.db).await?.filter(|l| l.broker_id == c.broker_id)
     else {
         return Ok(StepOutcome::Gone);
     };

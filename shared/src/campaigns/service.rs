@@ -88,7 +88,13 @@ fn require_admin(ctx: &Ctx, what: &str) -> Result<()> {
     Ok(())
 }
 
-async fn record(db: &impl ConnectionTrait, ctx: &Ctx, action: &'static str, c: &Campaign, changes: Value) -> Result<()> {
+async fn record(
+    db: &impl ConnectionTrait,
+    ctx: &Ctx,
+    action: &'static str,
+    c: &Campaign,
+    changes: Value,
+) -> Result<()> {
     audit::record(
         db,
         ctx,
@@ -425,11 +431,14 @@ async fn check_step(db: &impl ConnectionTrait, broker_id: i64, s: &mut Step) -> 
             ))
             .await?;
         if found.is_none() {
-            return Err(Error::invalid("invalid_template", crate::error::FieldError::body(
-                "message_template_id",
-                format!("template {t} does not exist"),
-                "value_error",
-            )));
+            return Err(Error::invalid(
+                "invalid_template",
+                crate::error::FieldError::body(
+                    "message_template_id",
+                    format!("template {t} does not exist"),
+                    "value_error",
+                ),
+            ));
         }
     }
     match s.action.as_str() {
