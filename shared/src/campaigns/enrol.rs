@@ -86,7 +86,7 @@ async fn enrol(
     let Some(first) = c.steps.first() else {
         return Err(Error::bad_request("campaign_has_no_steps", format!("Campaign {} has no steps", c.id)));
     };
-    let due = due_at(now, first.delay_hours, &first.action);
+    let due = due_at(now, first.delay_hours, &first.action, infra.settings.campaign_quiet_hours);
     let txn = infra.db.begin().await?;
     let locked = txn
         .query_one_raw(stmt(
@@ -435,7 +435,7 @@ pub async fn schedule_next(infra: &Infra, c: &Campaign, lead_id: i64, after: i32
     if logged.contains_key(&step.id) {
         return Ok(());
     }
-    let due = due_at(now, step.delay_hours, &step.action);
+    let due = due_at(now, step.delay_hours, &step.action, infra.settings.campaign_quiet_hours);
     let inserted = infra
         .db
         .query_one_raw(stmt(

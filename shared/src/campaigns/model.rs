@@ -24,7 +24,7 @@ pub const MAX_DELAY_HOURS: i32 = 24 * 365;
 pub const MAX_APPLY: usize = 100_000;
 /// Inactivity days when the condition does not say (the hourly trigger; reference §7.2).
 pub const DEFAULT_INACTIVITY_DAYS: i64 = 30;
-/// Quiet hours in the business time zone: no message or call from 21:00 to 08:00.
+/// Default quiet hours in the business time zone: no message or call from 21:00 to 08:00.
 pub const QUIET_FROM_HOUR: u32 = 21;
 pub const QUIET_UNTIL_HOUR: u32 = 8;
 
@@ -335,27 +335,55 @@ pub fn check_condition(trigger: &str, raw: Option<&Value>) -> Result<Value> {
     Ok(Value::Object(out))
 }
 
-/// The same instant, or 08:00 (business time) when it falls in quiet hours (21:00–08:00).
-pub fn outside_quiet_hours(at: DateTime<Utc>) -> DateTime<Utc> {
+/// Business-time hours in which no message or call goes out: from `from`:00 to `until`:00 (across
+/// midnight when `from > until`). Default 21:00–08:00.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuietHours {
+    pub from: u32,
+    pub until: u32,
+}
+
+impl Default for QuietHours {
+    fn default() -> Self {
+        QuietHours { from: QUIET_FROM_HOUR, until: QUIET_UNTIL_HOUR }
+    }
+}
+
+impl QuietHours {
+    /// `off` → `Some(None)`; `21-8` → `Some(Some(..))`; anything else → `None`.
+    pub fn parse(raw: &str) -> Option<Option<Self>> {
+        let raw = raw.trim();
+        if raw.eq_ignore_ascii_case("off") {
+            return Some(None);
+        }
+        let (a, b) = raw.split_once('-')?;
+        let (from, until) = (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?);
+        (from < 24 && until < 24 && from != until).then_some(Some(QuietHours { from, until }))
+    }
+
+    fn contains(&self, hour: u32) -> bool {
+        if self.from > self.until { hour >= self.from || hour < self.until } else { hour >= self.from && hour < self.until }
+    }
+}
+
+/// The same instant, or the end of quiet hours (business time) when it falls inside them.
+pub fn outside_quiet_hours(at: DateTime<Utc>, quiet: Option<QuietHours>) -> DateTime<Utc> {
+    let Some(q) = quiet else { return at };
     let local = at.with_timezone(&TZ);
-    let hour = local.hour();
-    let day = if hour >= QUIET_FROM_HOUR {
-        local.date_naive() + Duration::days(1)
-    } else if hour < QUIET_UNTIL_HOUR {
-        local.date_naive()
-    } else {
+    if !q.contains(local.hour()) {
         return at;
-    };
-    let eight = day.and_time(NaiveTime::from_hms_opt(QUIET_UNTIL_HOUR, 0, 0).unwrap_or_default());
-    // 08:00 always exists in Santiago (its clock changes at midnight), but stay total anyway.
-    TZ.from_local_datetime(&eight).earliest().map(|t| t.with_timezone(&Utc)).unwrap_or(at)
+    }
+    let day = if local.hour() >= q.until { local.date_naive() + Duration::days(1) } else { local.date_naive() };
+    let open = day.and_time(NaiveTime::from_hms_opt(q.until, 0, 0).unwrap_or_default());
+    // The hour exists in Santiago (its clock changes at midnight), but stay total anyway.
+    TZ.from_local_datetime(&open).earliest().map(|t| t.with_timezone(&Utc)).unwrap_or(at)
 }
 
 /// When a step scheduled at `from` is due: `delay_hours` later, moved out of quiet hours when the
 /// step reaches the lead.
-pub fn due_at(from: DateTime<Utc>, delay_hours: i32, action: &str) -> DateTime<Utc> {
+pub fn due_at(from: DateTime<Utc>, delay_hours: i32, action: &str, quiet: Option<QuietHours>) -> DateTime<Utc> {
     let at = from + Duration::hours(i64::from(delay_hours));
-    if reaches_lead(action) { outside_quiet_hours(at) } else { at }
+    if reaches_lead(action) { outside_quiet_hours(at, quiet) } else { at }
 }
 
 #[cfg(test)]
@@ -367,23 +395,38 @@ mod tests {
         TZ.with_ymd_and_hms(y, m, d, h, min, 0).single().unwrap().with_timezone(&Utc)
     }
 
+    const Q: Option<QuietHours> = Some(QuietHours { from: 21, until: 8 });
+
     #[test]
     fn quiet_hours_move_a_step_to_eight_in_the_morning() {
-        assert_eq!(outside_quiet_hours(santiago(2026, 12, 1, 22, 30)), santiago(2026, 12, 2, 8, 0));
-        assert_eq!(outside_quiet_hours(santiago(2026, 12, 2, 3, 0)), santiago(2026, 12, 2, 8, 0));
-        assert_eq!(outside_quiet_hours(santiago(2026, 12, 2, 21, 0)), santiago(2026, 12, 3, 8, 0));
+        assert_eq!(outside_quiet_hours(santiago(2026, 12, 1, 22, 30), Q), santiago(2026, 12, 2, 8, 0));
+        assert_eq!(outside_quiet_hours(santiago(2026, 12, 2, 3, 0), Q), santiago(2026, 12, 2, 8, 0));
+        assert_eq!(outside_quiet_hours(santiago(2026, 12, 2, 21, 0), Q), santiago(2026, 12, 3, 8, 0));
         let noon = santiago(2026, 12, 2, 12, 0);
-        assert_eq!(outside_quiet_hours(noon), noon);
-        assert_eq!(outside_quiet_hours(santiago(2026, 12, 2, 8, 0)), santiago(2026, 12, 2, 8, 0));
+        assert_eq!(outside_quiet_hours(noon, Q), noon);
+        assert_eq!(outside_quiet_hours(santiago(2026, 12, 2, 8, 0), Q), santiago(2026, 12, 2, 8, 0));
         // Winter time (UTC-4) too.
-        assert_eq!(outside_quiet_hours(santiago(2026, 6, 10, 23, 0)), santiago(2026, 6, 11, 8, 0));
+        assert_eq!(outside_quiet_hours(santiago(2026, 6, 10, 23, 0), Q), santiago(2026, 6, 11, 8, 0));
+        let late = santiago(2026, 12, 1, 23, 0);
+        assert_eq!(outside_quiet_hours(late, None), late);
+    }
+
+    #[test]
+    fn quiet_hours_are_configurable() {
+        assert_eq!(QuietHours::parse("21-8"), Some(Q));
+        assert_eq!(QuietHours::parse("off"), Some(None));
+        assert_eq!(QuietHours::parse("8-8"), None);
+        assert_eq!(QuietHours::parse("25-8"), None);
+        let day = Some(QuietHours { from: 13, until: 15 });
+        assert_eq!(outside_quiet_hours(santiago(2026, 12, 1, 14, 0), day), santiago(2026, 12, 1, 15, 0));
+        assert_eq!(outside_quiet_hours(santiago(2026, 12, 1, 16, 0), day), santiago(2026, 12, 1, 16, 0));
     }
 
     #[test]
     fn stage_moves_ignore_quiet_hours() {
         let late = santiago(2026, 12, 1, 20, 0);
-        assert_eq!(due_at(late, 2, "update_stage"), santiago(2026, 12, 1, 22, 0));
-        assert_eq!(due_at(late, 2, "send_message"), santiago(2026, 12, 2, 8, 0));
+        assert_eq!(due_at(late, 2, "update_stage", Q), santiago(2026, 12, 1, 22, 0));
+        assert_eq!(due_at(late, 2, "send_message", Q), santiago(2026, 12, 2, 8, 0));
     }
 
     #[test]

@@ -112,7 +112,7 @@ pub async fn run(infra: &Infra, job: &CampaignStep, holder: &str, now: DateTime<
             schedule_next(infra, &c, lead.id, step.step_number, now).await?;
             return Ok(StepOutcome::Skipped("lead_replied"));
         }
-        let due = outside_quiet_hours(now);
+        let due = outside_quiet_hours(now, infra.settings.campaign_quiet_hours);
         if due > now {
             infra
                 .db
