@@ -362,7 +362,11 @@ impl QuietHours {
     }
 
     fn contains(&self, hour: u32) -> bool {
-        if self.from > self.until { hour >= self.from || hour < self.until } else { hour >= self.from && hour < self.until }
+        if self.from > self.until {
+            hour >= self.from || hour < self.until
+        } else {
+            hour >= self.from && hour < self.until
+        }
     }
 }
 
