@@ -252,7 +252,7 @@ async fn bad_input_is_a_4xx_with_detail_and_code() {
     )
     .await;
     expect_error(post(json!({"name": "c", "max_contacts": 0})).await, 422, "validation_error").await;
-    expect_error(post(json!({"name": 5})).await, 422, "validation_error").await;
+    expect_error(post(json!({"channel": "webchat"})).await, 422, "validation_error").await;
     let resp = app
         .client()
         .post("/api/v1/campaigns")
@@ -264,7 +264,8 @@ async fn bad_input_is_a_4xx_with_detail_and_code() {
     expect_error(resp, 422, "validation_error").await;
 
     let id = campaign(&app, &admin, json!({"name": "c"})).await["id"].as_i64().unwrap();
-    let add = |b: Value| send(&app, &admin, "POST", &format!("/api/v1/campaigns/{id}/steps"), Some(b));
+    let steps_path = format!("/api/v1/campaigns/{id}/steps");
+    let add = |b: Value| send(&app, &admin, "POST", &steps_path, Some(b));
     expect_error(add(json!({"step_number": 1, "action": "schedule_meeting"})).await, 422, "unsupported_action").await;
     expect_error(add(json!({"step_number": 1, "action": "dance"})).await, 422, "validation_error").await;
     expect_error(add(json!({"step_number": 1, "action": "send_message"})).await, 422, "message_required").await;

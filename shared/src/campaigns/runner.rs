@@ -165,6 +165,10 @@ pub async fn run(infra: &Infra, job: &CampaignStep, holder: &str, now: DateTime<
         .await;
     }
     schedule_next(infra, &c, lead.id, step.step_number, now).await?;
+    // Another delivery of the same job recorded it first.
+    if !updated {
+        return Ok(StepOutcome::AlreadyDone);
+    }
     Ok(StepOutcome::Ran(status.to_string()))
 }
 
