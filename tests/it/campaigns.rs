@@ -798,3 +798,34 @@ async fn the_hourly_trigger_enrols_the_leads_its_condition_matches() {
     let page = logs(&app, &admin, id, "").await;
     assert_eq!((page["total"].as_i64(), page["data"][0]["lead_id"].as_i64()), (Some(1), Some(hot)));
 }
+
+#[tokio::test]
+async fn applying_to_thousands_of_leads_enrols_and_queues_them_all_in_one_call() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    let (id, _) =
+        active_campaign(&app, &admin, json!({}), &[json!({"step_number": 1, "action": "make_call", "delay_hours": 1})])
+            .await;
+    app.db()
+        .execute_unprepared(&format!(
+            "INSERT INTO leads (broker_id, name) SELECT {}, 'Lead ' || g FROM generate_series(1, 3500) g",
+            admin.broker_id.unwrap()
+        ))
+        .await
+        .unwrap();
+    let rows = app
+        .db()
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT id FROM leads WHERE broker_id = {} ORDER BY id", admin.broker_id.unwrap()),
+        ))
+        .await
+        .unwrap();
+    let ids: Vec<i64> = rows.iter().map(|r| r.try_get_by_index::<i64>(0).unwrap()).collect();
+    let applied = apply(&app, &admin, id, &ids).await;
+    assert_eq!((applied["enrolled"].as_i64(), applied["steps_enqueued"].as_i64()), (Some(3500), Some(3500)));
+    let queued = shared::jobs::stats(app.infra(), "campaign_step").await.unwrap();
+    assert_eq!(queued.pending, 3500, "one job per lead, in batches");
+    let stats = ok(send(&app, &admin, "GET", &format!("/api/v1/campaigns/{id}/stats"), None).await, 200).await;
+    assert_eq!((stats["pending"].as_i64(), stats["enrolled"].as_i64()), (Some(3500), Some(3500)));
+}
