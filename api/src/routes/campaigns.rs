@@ -127,7 +127,7 @@ pub struct CampaignIn {
 pub struct CampaignUpdate {
     pub name: Option<String>,
     pub description: MaybeUndefined<String>,
-    /// AGENTs may only set `draft` or `pending_review`.
+    /// AGENTs may only move a campaign between `draft` and `pending_review`.
     pub status: Option<String>,
     pub channel: Option<String>,
     pub triggered_by: Option<String>,
@@ -335,6 +335,7 @@ impl CampaignsApi {
 
     /// List campaigns, newest first
     #[oai(path = "/api/v1/campaigns", method = "get", operation_id = "campaigns_list")]
+    #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
         state: Data<&AppState>,
@@ -514,6 +515,7 @@ impl CampaignsApi {
 
     /// Execution logs, newest first
     #[oai(path = "/api/v1/campaigns/:campaign_id/logs", method = "get", operation_id = "campaigns_logs")]
+    #[allow(clippy::too_many_arguments)]
     async fn logs(
         &self,
         state: Data<&AppState>,

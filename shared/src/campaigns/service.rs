@@ -246,7 +246,7 @@ pub struct CampaignPatch {
 }
 
 /// `PUT /campaigns/{id}`. A status sent here follows the workflow's rules: AGENTs may only move a
-/// campaign back to `draft` or to `pending_review`.
+/// campaign between `draft` and `pending_review`.
 pub async fn update(infra: &Infra, ctx: &Ctx, id: i64, patch: CampaignPatch) -> Result<Campaign> {
     let txn = infra.db.begin().await?;
     let mut c = find(&txn, ctx, id, true).await?;
@@ -272,8 +272,9 @@ pub async fn update(infra: &Infra, ctx: &Ctx, id: i64, patch: CampaignPatch) -> 
     }
     if let Some(s) = &patch.status {
         let s = check_status(s, "status", false)?;
-        if s != c.status && !matches!(s.as_str(), "draft" | "pending_review") {
-            require_admin(ctx, "activate, pause or complete campaigns")?;
+        let review = |x: &str| matches!(x, "draft" | "pending_review");
+        if s != c.status && !(review(&s) && review(&c.status)) {
+            require_admin(ctx, "activate, pause, stop or complete campaigns")?;
         }
         if s == "active" && c.steps.is_empty() {
             return Err(no_steps(c.id));
