@@ -829,3 +829,53 @@ async fn applying_to_thousands_of_leads_enrols_and_queues_them_all_in_one_call()
     let stats = ok(send(&app, &admin, "GET", &format!("/api/v1/campaigns/{id}/stats"), None).await, 200).await;
     assert_eq!((stats["pending"].as_i64(), stats["enrolled"].as_i64()), (Some(3500), Some(3500)));
 }
+
+#[tokio::test]
+async fn a_paused_campaign_holds_its_steps_until_it_is_activated_again() {
+    let app = TestApp::spawn_with(|k| (k == "CAMPAIGN_QUIET_HOURS").then(|| "off".to_string())).await;
+    let admin = app.new_broker().await;
+    let (id, steps) = active_campaign(
+        &app,
+        &admin,
+        json!({}),
+        &[json!({"step_number": 1, "action": "send_message", "message_text": "Hola"})],
+    )
+    .await;
+    let l = lead(&app, &admin, "Ana Pérez").await;
+    apply(&app, &admin, id, &[l]).await;
+    ok(send(&app, &admin, "PUT", &format!("/api/v1/campaigns/{id}/pause"), None).await, 200).await;
+    let j = job(&admin, id, l, steps[0]);
+    assert_eq!(runner::run(app.infra(), &j, "t", Utc::now()).await.unwrap(), StepOutcome::Paused);
+    assert!(campaign_messages(&app, l).await.is_empty());
+    expect_error(
+        send(&app, &admin, "POST", &format!("/api/v1/campaigns/{id}/apply"), Some(json!({"lead_ids": [l]}))).await,
+        409,
+        "campaign_not_active",
+    )
+    .await;
+
+    let before = shared::jobs::stats(app.infra(), "campaign_step").await.unwrap().pending;
+    activate(&app, &admin, id).await;
+    let after = shared::jobs::stats(app.infra(), "campaign_step").await.unwrap().pending;
+    assert_eq!(after, before + 1, "the waiting step is queued again");
+    assert_eq!(runner::run(app.infra(), &j, "t", Utc::now()).await.unwrap(), StepOutcome::Ran("sent".into()));
+}
+
+#[tokio::test]
+async fn an_agent_applies_a_campaign_to_its_own_leads_only() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    let agent = app.user_in(&admin, "agent").await;
+    let (id, _) = active_campaign(&app, &admin, json!({}), &[json!({"step_number": 1, "action": "make_call"})]).await;
+    let mine = lead(&app, &admin, "Ana Pérez").await;
+    let theirs = lead(&app, &admin, "Berta Soto").await;
+    ok(
+        send(&app, &admin, "PUT", &format!("/api/v1/leads/{mine}/assign"), Some(json!({"agent_id": agent.id}))).await,
+        200,
+    )
+    .await;
+    let applied = apply(&app, &agent, id, &[mine, theirs]).await;
+    assert_eq!((applied["enrolled"].as_i64(), applied["not_found"].as_i64()), (Some(1), Some(1)));
+    let page = logs(&app, &admin, id, "").await;
+    assert_eq!((page["total"].as_i64(), page["data"][0]["lead_id"].as_i64()), (Some(1), Some(mine)));
+}
