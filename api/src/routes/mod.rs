@@ -6,6 +6,7 @@ pub mod auth;
 pub mod broker_config;
 pub mod brokers;
 pub mod calendar;
+pub mod campaigns;
 pub mod chat;
 pub mod conversations;
 pub mod costs;
@@ -50,4 +51,6 @@ pub enum ApiTags {
     Utility,
     /// The sales pipeline: board, stage columns, funnel metrics, auto-advance
     Pipeline,
+    /// Drip campaigns: steps, approval, applying to leads, logs and stats
+    Campaigns,
 }

@@ -893,6 +893,7 @@ async fn publish_turn(
         }
     };
     tokio::join!(message, answer, handover, rules);
+    crate::campaigns::on_inbound(infra, lead.id).await;
     if let Some(a) = &after.cancelled {
         appointments::after_cancel(infra, a).await;
     }

@@ -3,6 +3,7 @@
 //! per queue; a new job type adds its handler file and one line there.
 
 pub mod calendar_sync;
+pub mod campaign_step;
 pub mod csv_import;
 pub mod embedding;
 pub mod noop;
@@ -30,6 +31,7 @@ pub fn spawn_consumers(
         spawn.queue(embedding::run, opts.clone()),
         spawn.queue(calendar_sync::run, opts.clone()),
         spawn.queue(notification::run, opts.clone()),
+        spawn.queue(campaign_step::run, opts.clone()),
     ]
 }
 
