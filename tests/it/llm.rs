@@ -49,6 +49,8 @@ struct FakeState {
     /// Answers in order; then `default` for ever.
     script: Mutex<VecDeque<Reply>>,
     default: Reply,
+    /// When set, what a JSON-mode request (an extraction) gets instead, whatever the script.
+    json: Option<Reply>,
     requests: Mutex<Vec<Recorded>>,
 }
 
@@ -66,6 +68,12 @@ async fn fake_llm(req: &poem::Request, body: poem::Body, state: poem::web::Data<
         headers: req.headers().clone(),
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     });
+    let recorded = state.requests.lock().unwrap().last().map(|r| r.body.clone()).unwrap_or(Value::Null);
+    let json_mode =
+        !recorded["response_format"].is_null() || !recorded["generationConfig"]["responseMimeType"].is_null();
+    if let (true, Some(json)) = (json_mode, &state.json) {
+        return respond(json.clone()).await;
+    }
     let reply = state.script.lock().unwrap().pop_front().unwrap_or_else(|| state.default.clone());
     respond(reply).await
 }
@@ -100,10 +108,15 @@ async fn respond(reply: Reply) -> poem::Response {
 
 impl Fake {
     async fn start(script: Vec<Reply>, default: Reply) -> Self {
+        Self::start_with_json(script, default, None).await
+    }
+
+    /// A fake answering JSON-mode requests with `json`.
+    async fn start_with_json(script: Vec<Reply>, default: Reply, json: Option<Reply>) -> Self {
         use poem::EndpointExt;
         use poem::listener::{Acceptor, Listener, TcpListener};
         let state =
-            Arc::new(FakeState { script: Mutex::new(script.into()), default, requests: Mutex::new(Vec::new()) });
+            Arc::new(FakeState { script: Mutex::new(script.into()), default, json, requests: Mutex::new(Vec::new()) });
         let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
         let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
         let app = poem::Route::new().at("/*path", poem::post(fake_llm)).data(state.clone());
@@ -968,7 +981,14 @@ async fn ledger_of(app: &TestApp, lead_id: i64) -> Vec<shared::entities::llm_cal
 #[tokio::test]
 async fn sofia_answers_through_the_model_with_the_active_prompt_and_the_history() {
     let written = "¡Hola Marcela! Qué bueno que escribes. ¿En qué comuna te gustaría vivir?";
-    let openai = Fake::start(vec![], Reply::Json(200, openai_answer(written, 900, 40))).await;
+    // The extraction finds an e-mail the rules did not (kept) and a phone that is not one (vetoed).
+    let extraction = r#"{"name": "Marcela", "email": "marcela.soto@gmail.com", "phone": "12", "location": null}"#;
+    let openai = Fake::start_with_json(
+        vec![],
+        Reply::Json(200, openai_answer(written, 900, 40)),
+        Some(Reply::Json(200, openai_answer(extraction, 120, 30))),
+    )
+    .await;
     let app = TestApp::spawn_with(env(None, Some(&openai), &[("LLM_PROVIDER", "openai")])).await;
     let admin = app.new_broker().await;
     let version = app
@@ -995,8 +1015,12 @@ async fn sofia_answers_through_the_model_with_the_active_prompt_and_the_history(
     let second = chat(&app, &admin, Some(lead_id), "En Ñuñoa, ojalá cerca del metro").await;
     assert_eq!(second["response"], written);
 
-    let requests = openai.requests();
+    let all = openai.requests();
+    assert_eq!(all.len(), 4, "a reply and an extraction per turn");
+    let requests: Vec<_> = all.iter().filter(|r| r.body["response_format"].is_null()).cloned().collect();
     assert_eq!(requests.len(), 2);
+    let extraction_requests: Vec<_> = all.iter().filter(|r| !r.body["response_format"].is_null()).collect();
+    assert_eq!(extraction_requests[1].body["messages"][1]["content"], "En Ñuñoa, ojalá cerca del metro");
     let messages = requests[1].body["messages"].as_array().unwrap().clone();
     let system = messages[0]["content"].as_str().unwrap();
     assert_eq!(messages[0]["role"], "system");
@@ -1031,20 +1055,34 @@ async fn sofia_answers_through_the_model_with_the_active_prompt_and_the_history(
     };
     assert_eq!(replies, vec![Some(version_id); 2], "each reply records the version that wrote it");
     let ledger = ledger_of(&app, lead_id).await;
-    assert_eq!(ledger.len(), 2, "one row per model call, no local row: {ledger:?}");
-    for row in &ledger {
-        assert_eq!(row.provider, "openai");
-        assert_eq!(row.call_type, "chat_response");
+    assert_eq!(ledger.len(), 4, "one row per model call, no local row: {ledger:?}");
+    assert!(ledger.iter().all(|row| row.provider == "openai" && row.error.is_none()), "{ledger:?}");
+    let replies: Vec<_> = ledger.iter().filter(|r| r.call_type == "chat_response").collect();
+    assert_eq!(replies.len(), 2);
+    for row in replies {
         assert_eq!((row.input_tokens, row.output_tokens), (900, 40));
         assert_eq!(row.prompt_version_id, Some(version_id));
-        assert!(row.error.is_none());
     }
+    assert_eq!(ledger.iter().filter(|r| r.call_type != "chat_response").count(), 2, "{ledger:?}");
+
+    // The model's vetted extraction filled the gap the rules left; the impossible phone was vetoed.
+    let lead =
+        body(app.client().get(format!("/api/v1/leads/{lead_id}")).header("authorization", admin.bearer()).send().await)
+            .await;
+    assert_eq!(lead["email"], "marcela.soto@gmail.com", "{lead}");
+    assert_eq!(lead["name"], "Marcela");
+    assert!(lead["phone"].as_str().is_none_or(|p| !p.contains("12") || p.len() > 6), "{lead}");
 }
 
 #[tokio::test]
 async fn a_model_reply_that_promises_credit_is_replaced_by_the_engines() {
     let promise = "¡Tranquila! Con tu renta calificas para el crédito hipotecario sin problema.";
-    let openai = Fake::start(vec![], Reply::Json(200, openai_answer(promise, 500, 30))).await;
+    let openai = Fake::start_with_json(
+        vec![],
+        Reply::Json(200, openai_answer(promise, 500, 30)),
+        Some(Reply::Json(200, openai_answer(r#"{"monthly_income": 1500000}"#, 90, 10))),
+    )
+    .await;
     let app = TestApp::spawn_with(env(None, Some(&openai), &[("LLM_PROVIDER", "openai")])).await;
     let admin = app.new_broker().await;
     let r = chat(&app, &admin, None, "Hola, gano 1.500.000 líquidos, ¿me darían crédito?").await;
@@ -1052,10 +1090,15 @@ async fn a_model_reply_that_promises_credit_is_replaced_by_the_engines() {
     assert!(!text.is_empty());
     assert_ne!(text, promise);
     assert!(!text.to_lowercase().contains("calificas"), "{text}");
-    assert_eq!(openai.hits(), 1);
+    assert_eq!(openai.hits(), 2, "the reply and the extraction");
     let ledger = ledger_of(&app, r["lead_id"].as_i64().unwrap()).await;
-    let providers: Vec<&str> = ledger.iter().map(|c| c.provider.as_str()).collect();
-    assert_eq!(providers, ["openai", "local"], "the model's call and the engine's reply that was sent");
+    let mut rows: Vec<(&str, &str)> = ledger.iter().map(|c| (c.provider.as_str(), c.call_type.as_str())).collect();
+    rows.sort_unstable();
+    assert_eq!(
+        rows,
+        [("local", "chat_response"), ("openai", "chat_response"), ("openai", "qualification")],
+        "the model's calls and the engine's reply that was sent"
+    );
 }
 
 #[tokio::test]
@@ -1099,7 +1142,9 @@ fn tokens_of(frames: &[Value]) -> Vec<String> {
 async fn chat_stream_sends_the_models_tokens_clause_by_clause() {
     let pieces = ["¡Hola", " Marcela!", " ¿Buscas", " en", " Ñuñoa?"];
     let sse = Reply::Sse(awkward(&openai_sse(&pieces, Some((700, 25)))));
-    let openai = Fake::start(vec![], sse).await;
+    let openai =
+        Fake::start_with_json(vec![], sse, Some(Reply::Json(200, openai_answer(r#"{"name": "Marcela"}"#, 50, 8))))
+            .await;
     let app = TestApp::spawn_with(env(None, Some(&openai), &[("LLM_PROVIDER", "openai")])).await;
     let admin = app.new_broker().await;
     let (status, frames) = chat_stream(&app, &admin, "Hola, soy Marcela").await;
@@ -1108,11 +1153,12 @@ async fn chat_stream_sends_the_models_tokens_clause_by_clause() {
     let done = frames.last().unwrap();
     assert_eq!(done["done"], true);
     assert!(done.get("replaced").is_none(), "{done}");
-    assert_eq!(openai.requests()[0].body["stream"], true);
+    assert!(openai.requests().iter().any(|r| r.body["stream"] == true));
     let lead_id = done["lead_id"].as_i64().unwrap();
     let ledger = ledger_of(&app, lead_id).await;
-    assert_eq!(ledger.len(), 1, "{ledger:?}");
-    assert_eq!((ledger[0].provider.as_str(), ledger[0].output_tokens), ("openai", 25));
+    let replies: Vec<_> = ledger.iter().filter(|r| r.call_type == "chat_response").collect();
+    assert_eq!(replies.len(), 1, "{ledger:?}");
+    assert_eq!((replies[0].provider.as_str(), replies[0].output_tokens), ("openai", 25));
     let b = app
         .client()
         .get(format!("/api/v1/chat/{lead_id}/messages"))

@@ -12,7 +12,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::engine::extract::DicomStatus;
+use super::engine::extract::{DicomStatus, ExtractCtx, Extraction, Field, extract};
 use super::engine::policy::violation;
 use super::engine::profile::Profile;
 use super::engine::turn::KbHit;
@@ -248,4 +248,123 @@ pub async fn write_streaming(
     }
     records.push(stream.record());
     Written { text: draft.to_string(), records, kept_draft: verdict, streamed }
+}
+
+/// The extraction call: the lead's message, answered as one JSON object with the fields Sofía
+/// collects (null when the message does not say).
+pub fn extraction_request(text: &str) -> Request {
+    let system = "Extrae los datos que el cliente entrega en su mensaje, para una corredora de propiedades en Chile. \
+         Responde solo un objeto JSON con estas claves (null si el mensaje no lo dice; no inventes): \
+         \"name\" (nombre y apellido), \"phone\" (teléfono), \"email\", \"location\" (comuna o sector), \
+         \"monthly_income\" (renta líquida mensual en pesos chilenos, número entero), \
+         \"dicom_status\" (\"clean\", \"has_debt\" o \"unknown\"), \"morosidad_amount\" (deuda morosa en pesos, entero).";
+    let mut req = Request::new(CallType::Extraction, vec![Message::system(system), Message::user(text)]);
+    req.json = true;
+    req.temperature = Some(0.0);
+    req.max_tokens = Some(256);
+    req
+}
+
+/// The model's extraction, each value vetted by the rule extractor: a value counts only when the
+/// rules read the same field out of it (a valid e-mail, a Chilean phone, a known comuna, a
+/// plausible income), so the model can fill gaps but never store an impossible value.
+pub fn vetted(answer: &str, now: DateTime<Utc>) -> Extraction {
+    let Ok(serde_json::Value::Object(v)) = serde_json::from_str::<serde_json::Value>(answer) else {
+        return Extraction::default();
+    };
+    let text = |key: &str| -> Option<String> {
+        match v.get(key)? {
+            serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().chars().take(200).collect()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let read = |phrase: String, expecting: Field| {
+        extract(&phrase, &ExtractCtx { now, expecting: &[expecting], offered_slots: &[] })
+    };
+    let amount = |key: &str| text(key).and_then(|t| t.replace(['.', ',', '$', ' '], "").parse::<i64>().ok());
+    Extraction {
+        name: text("name").and_then(|n| read(format!("me llamo {n}"), Field::Name).name),
+        phone: text("phone").and_then(|p| read(p, Field::Phone).phone),
+        email: text("email").and_then(|e| read(e, Field::Email).email),
+        location: text("location").and_then(|l| read(format!("busco en {l}"), Field::Location).location),
+        monthly_income: amount("monthly_income")
+            .and_then(|n| read(format!("gano {n} pesos líquidos al mes"), Field::MonthlyIncome).monthly_income),
+        dicom_status: match text("dicom_status").as_deref() {
+            Some("clean") => Some(DicomStatus::Clean),
+            Some("has_debt") => Some(DicomStatus::HasDebt),
+            Some("unknown") => Some(DicomStatus::Unknown),
+            _ => None,
+        },
+        morosidad_amount: amount("morosidad_amount").filter(|n| (1..=10_000_000_000).contains(n)),
+        ..Extraction::default()
+    }
+}
+
+/// The fields the rules left empty, taken from the model's vetted extraction.
+pub fn gaps_filled(rules: &Extraction, model: Extraction) -> Extraction {
+    Extraction {
+        name: rules.name.is_none().then_some(model.name).flatten(),
+        phone: rules.phone.is_none().then_some(model.phone).flatten(),
+        email: rules.email.is_none().then_some(model.email).flatten(),
+        location: rules.location.is_none().then_some(model.location).flatten(),
+        monthly_income: rules.monthly_income.is_none().then_some(model.monthly_income).flatten(),
+        dicom_status: rules.dicom_status.is_none().then_some(model.dicom_status).flatten(),
+        morosidad_amount: rules.morosidad_amount.is_none().then_some(model.morosidad_amount).flatten(),
+        ..Extraction::default()
+    }
+}
+
+/// The model's extraction of `text` and the attempts' records; an empty extraction when it fails.
+pub async fn extract_with(
+    infra: &Infra,
+    router: &Router,
+    text: &str,
+    now: DateTime<Utc>,
+) -> (Extraction, Vec<CallRecord>) {
+    let (records, outcome) = router.complete(infra, &extraction_request(text)).await;
+    match outcome {
+        Ok(c) => (vetted(&c.text, now), records),
+        Err(e) => {
+            tracing::warn!(error = %e, "the LLM extraction failed; the rule extractor's facts stand");
+            (Extraction::default(), records)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 12, 1, 15, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn the_rules_veto_what_they_cannot_read() {
+        let ex = vetted(
+            r#"{"name": "Ana Rojas", "email": "ana@@mal", "phone": "123", "location": "Ñuñoa",
+                "monthly_income": 1500000, "dicom_status": "has_debt", "morosidad_amount": -5}"#,
+            now(),
+        );
+        assert_eq!(ex.name.as_deref(), Some("Ana Rojas"));
+        assert_eq!(ex.email, None, "not an e-mail");
+        assert_eq!(ex.phone, None, "not a phone");
+        assert_eq!(ex.location.as_deref(), Some("Ñuñoa"));
+        assert_eq!(ex.monthly_income, Some(1_500_000));
+        assert_eq!(ex.dicom_status, Some(DicomStatus::HasDebt));
+        assert_eq!(ex.morosidad_amount, None);
+        let ok = vetted(r#"{"email": "Ana.Rojas@Gmail.com", "phone": "9 8765 4321"}"#, now());
+        assert_eq!((ok.email.as_deref(), ok.phone.as_deref()), (Some("ana.rojas@gmail.com"), Some("+56987654321")));
+        assert_eq!(vetted("not json", now()).name, None);
+        assert_eq!(vetted(r#"{"monthly_income": "mucho"}"#, now()).monthly_income, None);
+    }
+
+    #[test]
+    fn the_model_fills_only_the_gaps_the_rules_left() {
+        let rules = Extraction { location: Some("Maipú".into()), ..Extraction::default() };
+        let model = Extraction { location: Some("Ñuñoa".into()), name: Some("Ana".into()), ..Extraction::default() };
+        let merged = gaps_filled(&rules, model);
+        assert_eq!((merged.location, merged.name.as_deref()), (None, Some("Ana")));
+    }
 }

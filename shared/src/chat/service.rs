@@ -611,7 +611,7 @@ pub async fn handle_streaming(
         lead.conversation_state.as_deref().and_then(ConversationState::parse).unwrap_or(ConversationState::Greeting);
     let before = store::profile_of(&lead, &meta);
     let ex = extract(&text, &ExtractCtx { now, expecting: &memory.asked, offered_slots: &memory.offered_slots });
-    let (mut profile, changes) = merge(&before, &ex, &text, &memory.asked);
+    let (mut profile, mut changes) = merge(&before, &ex, &text, &memory.asked);
     profile.calificacion = qualify(
         &facts.criteria,
         profile.monthly_income,
@@ -648,7 +648,7 @@ pub async fn handle_streaming(
     {
         let cfg = load_prompt_config(&txn, lead.broker_id).await?;
         prompt_version_id = cfg.version_id();
-        let facts = llm_turn::TurnFacts {
+        let turn = llm_turn::TurnFacts {
             lead_id: lead.id,
             state: answer.next_state.as_str(),
             profile: &profile,
@@ -657,12 +657,29 @@ pub async fn handle_streaming(
             release_note: meta.get("human_release_note").and_then(Value::as_str).map(str::to_string),
             now,
         };
-        let req = llm_turn::request(&txn, &cfg, &facts).await?;
-        let w = match &sink {
-            Some(sink) => llm_turn::write_streaming(infra, router, &req, &profile, &answer.text, sink).await,
-            None => llm_turn::write(infra, router, &req, &profile, &answer.text).await,
+        let req = llm_turn::request(&txn, &cfg, &turn).await?;
+        let writing = async {
+            match &sink {
+                Some(sink) => llm_turn::write_streaming(infra, router, &req, &profile, &answer.text, sink).await,
+                None => llm_turn::write(infra, router, &req, &profile, &answer.text).await,
+            }
         };
+        // The model's extraction runs alongside; its vetted facts fill what the rules left empty.
+        let (mut w, (model_ex, extraction_calls)) =
+            tokio::join!(writing, llm_turn::extract_with(infra, router, &text, now));
+        let (filled, more) = merge(&profile, &llm_turn::gaps_filled(&ex, model_ex), &text, &memory.asked);
+        if !more.is_empty() {
+            profile = filled;
+            profile.calificacion = qualify(
+                &facts.criteria,
+                profile.monthly_income,
+                profile.dicom_status.and_then(|d| Dicom::parse(d.as_str())),
+                profile.morosidad_amount,
+            );
+            changes.extend(more);
+        }
         answer.text = w.text.clone();
+        w.records.extend(extraction_calls);
         written = Some(w);
     }
 
