@@ -19,6 +19,7 @@ pub mod appointments;
 pub mod audit;
 pub mod auth;
 pub mod brokers;
+pub mod channels;
 pub mod chat;
 pub mod config;
 pub mod conversations;

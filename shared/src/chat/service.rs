@@ -481,6 +481,55 @@ async fn contact_taken(
 /// The whole turn for one inbound message (see the module docs).
 #[tracing::instrument(skip_all, fields(lead_id = inbound.lead_id))]
 pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnResult> {
+    turn(infra, ctx, inbound, None).await
+}
+
+/// The turn for an inbound row a channel webhook already stored (`stored_message_id`, a row of
+/// `inbound.lead_id`): the row is answered instead of inserted again, and a row already answered
+/// replays its reply (`duplicate`). `inbound.text` may hold more than the row's own text (the
+/// messages of a burst, answered together).
+#[tracing::instrument(skip_all, fields(lead_id = inbound.lead_id, stored_message_id))]
+pub async fn handle_stored(infra: &Infra, ctx: &Ctx, inbound: Inbound, stored_message_id: i64) -> Result<TurnResult> {
+    if inbound.lead_id.is_none() {
+        return Err(Error::invalid_body("lead_id", "a stored message names its lead"));
+    }
+    turn(infra, ctx, inbound, Some(stored_message_id)).await
+}
+
+/// A stored inbound row of the lead, or the replay of its reply when it was answered already.
+async fn stored_inbound(
+    txn: &DatabaseTransaction,
+    lead: &leads::Model,
+    id: i64,
+) -> Result<std::result::Result<chat_messages::Model, TurnResult>> {
+    let row = chat_messages::Entity::find_by_id(id)
+        .filter(chat_messages::Column::LeadId.eq(lead.id))
+        .filter(chat_messages::Column::Direction.eq("in"))
+        .one(txn)
+        .await?
+        .ok_or(Error::NotFound("Message"))?;
+    let answer = chat_messages::Entity::find()
+        .filter(chat_messages::Column::BrokerId.eq(lead.broker_id))
+        .filter(chat_messages::Column::Provider.eq(row.provider.clone()))
+        .filter(chat_messages::Column::ChannelMessageId.eq(reply_key(row.id)))
+        .one(txn)
+        .await?;
+    Ok(match answer {
+        None => Ok(row),
+        Some(m) => Err(TurnResult {
+            conversation_state: lead.conversation_state.clone().unwrap_or_else(|| "greeting".into()),
+            response: m.message_text,
+            replied: false,
+            duplicate: true,
+            analysis: Value::Null,
+            key_points: Vec::new(),
+            appointment_id: None,
+            lead: lead.clone(),
+        }),
+    })
+}
+
+async fn turn(infra: &Infra, ctx: &Ctx, inbound: Inbound, stored: Option<i64>) -> Result<TurnResult> {
     let started = Instant::now();
     let now = Utc::now();
     if inbound.lead_id.is_some_and(|id| id <= 0) {
@@ -507,14 +556,25 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
     let (lead, created) = lead_for_turn(&txn, ctx, inbound.lead_id, provider, now).await?;
     if let Some(key) = channel_message_id.as_deref()
         && !created
+        && stored.is_none()
         // Checked under the lead's lock: a redelivery racing the first delivery waits for it.
         && let Some(result) = replay_duplicate(&txn, &lead, provider, key).await?
     {
         txn.commit().await?;
         return Ok(result);
     }
-    let inbound_row =
-        insert_message(&txn, &lead, provider, &inbound, &text, "in", "customer", channel_message_id.clone()).await?;
+    let inbound_row = match stored {
+        Some(id) => match stored_inbound(&txn, &lead, id).await? {
+            Ok(row) => row,
+            Err(replay) => {
+                txn.commit().await?;
+                return Ok(replay);
+            }
+        },
+        None => {
+            insert_message(&txn, &lead, provider, &inbound, &text, "in", "customer", channel_message_id.clone()).await?
+        }
+    };
     let conversation = chat_conversations::Entity::find_by_id(lead.id).one(&txn).await?;
     let mut meta = open_metadata(&infra.cipher, lead.metadata.clone());
 
