@@ -7,6 +7,7 @@ pub mod broker_config;
 pub mod brokers;
 pub mod calendar;
 pub mod chat;
+pub mod chat_config;
 pub mod conversations;
 pub mod costs;
 pub mod kb;
@@ -15,6 +16,7 @@ pub mod pipeline;
 pub mod tasks;
 pub mod templates;
 pub mod utility;
+pub mod webhooks;
 
 use poem_openapi::Tags;
 
@@ -50,4 +52,6 @@ pub enum ApiTags {
     Utility,
     /// The sales pipeline: board, stage columns, funnel metrics, auto-advance
     Pipeline,
+    /// What Telegram and WhatsApp call: messages in, status callbacks, verification
+    Webhooks,
 }

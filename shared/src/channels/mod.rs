@@ -17,6 +17,7 @@ pub mod inbound;
 pub mod reply;
 pub mod sender;
 pub mod telegram;
+pub mod webhooks;
 pub mod whatsapp;
 
 use sha2::{Digest, Sha256};

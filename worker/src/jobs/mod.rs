@@ -5,6 +5,7 @@
 pub mod calendar_sync;
 pub mod csv_import;
 pub mod embedding;
+pub mod llm_reply;
 pub mod noop;
 pub mod notification;
 
@@ -30,6 +31,8 @@ pub fn spawn_consumers(
         spawn.queue(embedding::run, opts.clone()),
         spawn.queue(calendar_sync::run, opts.clone()),
         spawn.queue(notification::run, opts.clone()),
+        spawn.queue(llm_reply::run, opts.clone()),
+        spawn.queue(llm_reply::run_send, opts.clone()),
     ]
 }
 
