@@ -658,7 +658,7 @@ async fn a_persons_message_reaches_the_telegram_chat() {
         .client()
         .post(format!("/api/v1/conversations/leads/{lead_id}/send-message"))
         .header("authorization", admin.bearer())
-        .body_json(&json!({"text": "Hola, soy Carla <ejecutiva>"}))
+        .body_json(&json!({"text": "Hola, soy Carla & equipo"}))
         .send()
         .await;
     sent.assert_status_is_ok();
@@ -673,7 +673,7 @@ async fn a_persons_message_reaches_the_telegram_chat() {
     worker.stop().await;
     let last = fake.telegram_sends().pop().unwrap();
     assert_eq!(last.json["chat_id"], 8080);
-    assert_eq!(last.json["text"], "Hola, soy Carla &lt;ejecutiva&gt;");
+    assert_eq!(last.json["text"], "Hola, soy Carla &amp; equipo");
 }
 
 #[tokio::test]
