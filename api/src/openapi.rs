@@ -4,8 +4,9 @@ use poem_openapi::OpenApiService;
 
 use crate::routes::{
     admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, broker_config::BrokerConfigApi, brokers::BrokersApi,
-    calendar::CalendarApi, chat::ChatApi, chat_config::ChatConfigApi, conversations::ConversationsApi, costs::CostsApi, kb::KbApi, leads::LeadsApi,
-    pipeline::LeadRulesApi, pipeline::PipelineApi, tasks::TasksApi, templates::TemplatesApi, utility::UtilityApi, webhooks::WebhooksApi,
+    calendar::CalendarApi, chat::ChatApi, chat_config::ChatConfigApi, conversations::ConversationsApi, costs::CostsApi,
+    kb::KbApi, leads::LeadsApi, pipeline::LeadRulesApi, pipeline::PipelineApi, tasks::TasksApi,
+    templates::TemplatesApi, utility::UtilityApi, webhooks::WebhooksApi,
 };
 
 /// Platform, accounts and administration.

@@ -78,7 +78,12 @@ where
 }
 
 async fn put_config(app: &TestApp, user: &User, body_json: Value) -> TestResponse {
-    app.client().put("/api/broker/chat-config").header("authorization", user.bearer()).body_json(&body_json).send().await
+    app.client()
+        .put("/api/broker/chat-config")
+        .header("authorization", user.bearer())
+        .body_json(&body_json)
+        .send()
+        .await
 }
 
 async fn telegram_broker(app: &TestApp, admin: &User) {
@@ -204,7 +209,7 @@ async fn a_telegram_message_is_answered_once_at_its_chat_whatever_the_redeliveri
     assert_eq!(inbound.2, "Hola, busco depto <2 dormitorios> & estacionamiento");
     assert_eq!((outbound.0.as_str(), outbound.1.as_str()), ("out", "sent"));
     assert_eq!(sends[0].json["text"].as_str().unwrap(), shared::channels::html_escape(&outbound.2));
-    assert_eq!(outbound.3["provider_message_id"].as_str().unwrap().parse::<i64>().unwrap() > 9000, true);
+    assert!(outbound.3["provider_message_id"].as_str().unwrap().parse::<i64>().unwrap() > 9000);
 
     // The sender got a lead of the broker with no placeholder name.
     let lead = &rows(&app, &format!("SELECT name, tags, metadata FROM leads WHERE broker_id = {broker}")).await;
@@ -216,7 +221,9 @@ async fn a_telegram_message_is_answered_once_at_its_chat_whatever_the_redeliveri
 
     // A second message from the same chat is the same lead's conversation.
     let worker = start_worker(&app);
-    post_telegram(&app, &path, Some(TG_SECRET), &tg_update(5003, 4242, 78, "Me llamo Rosa Díaz")).await.assert_status_is_ok();
+    post_telegram(&app, &path, Some(TG_SECRET), &tg_update(5003, 4242, 78, "Me llamo Rosa Díaz"))
+        .await
+        .assert_status_is_ok();
     wait_for("the second reply", 20, || async { fake.telegram_sends().len() == 2 }).await;
     worker.stop().await;
     assert_eq!(count(&app, &format!("SELECT count(*) AS n FROM leads WHERE broker_id = {broker}")).await, 1);
@@ -267,8 +274,12 @@ async fn telegram_webhooks_refuse_a_wrong_secret_and_unknown_brokers() {
     expect_error(post_telegram(&app, &path, None, &update).await, 401, "not_authenticated").await;
     expect_error(post_telegram(&app, &path, Some(&format!("{TG_SECRET}x")), &update).await, 401, "not_authenticated")
         .await;
-    expect_error(post_telegram(&app, "/webhooks/chat/999999/telegram", Some(TG_SECRET), &update).await, 404, "not_found")
-        .await;
+    expect_error(
+        post_telegram(&app, "/webhooks/chat/999999/telegram", Some(TG_SECRET), &update).await,
+        404,
+        "not_found",
+    )
+    .await;
     // The platform bot is not configured in this deployment.
     expect_error(post_telegram(&app, "/webhooks/telegram", Some(TG_SECRET), &update).await, 404, "not_found").await;
     assert_eq!(count(&app, &format!("SELECT count(*) AS n FROM chat_messages WHERE broker_id = {broker}")).await, 0);
@@ -307,7 +318,8 @@ async fn the_platform_bot_serves_its_broker() {
     let app = TestApp { state: api::AppState::new(infra), db_name: first.db_name.clone() };
     let worker = start_worker(&app);
     let update = tg_update(1, 3131, 1, "hola");
-    expect_error(post_telegram(&app, "/webhooks/telegram", Some("wrong"), &update).await, 401, "not_authenticated").await;
+    expect_error(post_telegram(&app, "/webhooks/telegram", Some("wrong"), &update).await, 401, "not_authenticated")
+        .await;
     post_telegram(&app, "/webhooks/telegram", Some("platform_secret"), &update).await.assert_status_is_ok();
     wait_for("the reply", 20, || async { !fake.telegram_sends().is_empty() }).await;
     worker.stop().await;
@@ -380,17 +392,18 @@ async fn a_transient_failure_is_retried_and_the_reply_sent_once() {
     post_telegram(&app, &format!("/webhooks/chat/{broker}/telegram"), Some(TG_SECRET), &tg_update(1, 79, 1, "hola"))
         .await
         .assert_status_is_ok();
-    wait_for("the reply", 20, || async {
-        messages(&app, broker).await.iter().any(|m| m.0 == "out" && m.1 == "sent")
-    })
-    .await;
+    wait_for("the reply", 20, || async { messages(&app, broker).await.iter().any(|m| m.0 == "out" && m.1 == "sent") })
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     worker.stop().await;
     assert_eq!(fake.telegram_sends().len(), 3, "two failures, one success");
     assert_eq!(count(&app, "SELECT count(*) AS n FROM dead_jobs").await, 0);
     assert_eq!(
-        count(&app, &format!("SELECT count(*) AS n FROM chat_messages WHERE broker_id = {broker} AND direction = 'out'"))
-            .await,
+        count(
+            &app,
+            &format!("SELECT count(*) AS n FROM chat_messages WHERE broker_id = {broker} AND direction = 'out'")
+        )
+        .await,
         1
     );
 }
@@ -423,8 +436,7 @@ async fn whatsapp_verification_echoes_the_challenge_only_for_the_right_token() {
         .send()
         .await;
     expect_error(bad, 403, "forbidden").await;
-    let no_mode =
-        app.client().get("/webhooks/whatsapp").query("hub.verify_token", &"platform-verify").send().await;
+    let no_mode = app.client().get("/webhooks/whatsapp").query("hub.verify_token", &"platform-verify").send().await;
     expect_error(no_mode, 403, "forbidden").await;
     // A broker's own number verifies with its own token.
     whatsapp_broker(&app, &admin, WA_PHONE_ID).await;
@@ -727,7 +739,8 @@ async fn chat_config_masks_secrets_keeps_them_on_stars_and_encrypts_them() {
 
     telegram_broker(&app, &admin).await;
     whatsapp_broker(&app, &admin, WA_PHONE_ID).await;
-    let got = body(app.client().get("/api/broker/chat-config").header("authorization", admin.bearer()).send().await).await;
+    let got =
+        body(app.client().get("/api/broker/chat-config").header("authorization", admin.bearer()).send().await).await;
     assert_eq!(got["enabled_providers"], json!(["webchat", "whatsapp"]));
     assert_eq!(got["provider_configs"]["telegram"]["bot_token"], "***");
     assert_eq!(got["provider_configs"]["telegram"]["webhook_secret"], "***");
@@ -737,10 +750,10 @@ async fn chat_config_masks_secrets_keeps_them_on_stars_and_encrypts_them() {
     for secret in [BOT_TOKEN, TG_SECRET, WA_TOKEN, WA_APP_SECRET, WA_VERIFY] {
         assert!(!text.contains(secret), "{secret} leaked");
     }
-    let stored: Value = rows(&app, &format!("SELECT provider_configs FROM broker_chat_configs WHERE broker_id = {broker}"))
-        .await[0]
-        .try_get("", "provider_configs")
-        .unwrap();
+    let stored: Value =
+        rows(&app, &format!("SELECT provider_configs FROM broker_chat_configs WHERE broker_id = {broker}")).await[0]
+            .try_get("", "provider_configs")
+            .unwrap();
     assert!(stored["telegram"]["bot_token"].as_str().unwrap().starts_with("enc:v1:"));
     assert!(!stored.to_string().contains(BOT_TOKEN) && !stored.to_string().contains(WA_APP_SECRET));
 
@@ -806,7 +819,8 @@ async fn chat_config_validates_and_keeps_brokers_apart() {
     // Another broker's admin sees its own config only, and may not take this broker's number.
     whatsapp_broker(&app, &admin, WA_PHONE_ID).await;
     let other = app.new_broker().await;
-    let theirs = body(app.client().get("/api/broker/chat-config").header("authorization", other.bearer()).send().await).await;
+    let theirs =
+        body(app.client().get("/api/broker/chat-config").header("authorization", other.bearer()).send().await).await;
     assert_eq!(theirs["broker_id"], other.broker_id.unwrap());
     assert_eq!(theirs["provider_configs"]["whatsapp"]["phone_number_id"], Value::Null);
     let taken = put_config(
@@ -833,7 +847,11 @@ async fn chat_config_validates_and_keeps_brokers_apart() {
     put.assert_status_is_ok();
     assert_eq!(body(put).await["enabled_providers"], json!(["webchat", "whatsapp", "telegram"]));
     expect_error(
-        app.client().get("/api/v1/admin/brokers/987654/chat-config").header("authorization", root.bearer()).send().await,
+        app.client()
+            .get("/api/v1/admin/brokers/987654/chat-config")
+            .header("authorization", root.bearer())
+            .send()
+            .await,
         404,
         "not_found",
     )

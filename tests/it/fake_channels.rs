@@ -79,9 +79,12 @@ fn graph_error(status: u16) -> Response {
         401 => (190, "Error validating access token"),
         _ => (2, "Service temporarily unavailable"),
     };
-    reply(status, json!({"error": {"message": message, "type": "OAuthException", "code": code,
+    reply(
+        status,
+        json!({"error": {"message": message, "type": "OAuthException", "code": code,
                                    "error_data": {"messaging_product": "whatsapp", "details": message},
-                                   "fbtrace_id": "AbCdEf"}}))
+                                   "fbtrace_id": "AbCdEf"}}),
+    )
 }
 
 async fn handle(state: Arc<Mutex<State>>, mut req: Request) -> Response {
@@ -110,8 +113,11 @@ async fn handle(state: Arc<Mutex<State>>, mut req: Request) -> Response {
             if let Some(status) = s.fail_status.filter(|_| failing) {
                 return telegram_error(status);
             }
-            return reply(200, json!({"ok": true, "result": {"message_id": 9000 + id, "date": 1_700_000_000,
-                "chat": {"id": json["chat_id"], "type": "private"}, "text": json["text"]}}));
+            return reply(
+                200,
+                json!({"ok": true, "result": {"message_id": 9000 + id, "date": 1_700_000_000,
+                "chat": {"id": json["chat_id"], "type": "private"}, "text": json["text"]}}),
+            );
         }
         return reply(404, json!({"ok": false, "error_code": 404, "description": "Not Found"}));
     }
@@ -122,9 +128,12 @@ async fn handle(state: Arc<Mutex<State>>, mut req: Request) -> Response {
         if let Some(status) = s.fail_status.filter(|_| failing) {
             return graph_error(status);
         }
-        return reply(200, json!({"messaging_product": "whatsapp",
+        return reply(
+            200,
+            json!({"messaging_product": "whatsapp",
             "contacts": [{"input": json["to"], "wa_id": json["to"]}],
-            "messages": [{"id": format!("wamid.OUT{id}")}]}));
+            "messages": [{"id": format!("wamid.OUT{id}")}]}),
+        );
     }
     reply(404, json!({"error": {"message": "Unknown path", "code": 100}}))
 }
@@ -162,10 +171,13 @@ pub fn wa_delivery(phone_number_id: &str, value: Value) -> Value {
 
 /// A text message from `from` (digits).
 pub fn wa_text(phone_number_id: &str, from: &str, wamid: &str, text: &str) -> Value {
-    wa_delivery(phone_number_id, json!({
-        "contacts": [{"profile": {"name": "Rosa"}, "wa_id": from}],
-        "messages": [{"from": from, "id": wamid, "timestamp": "1700000000", "type": "text", "text": {"body": text}}]
-    }))
+    wa_delivery(
+        phone_number_id,
+        json!({
+            "contacts": [{"profile": {"name": "Rosa"}, "wa_id": from}],
+            "messages": [{"from": from, "id": wamid, "timestamp": "1700000000", "type": "text", "text": {"body": text}}]
+        }),
+    )
 }
 
 /// A status callback for a message we sent.

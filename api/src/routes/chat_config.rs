@@ -93,7 +93,8 @@ pub struct RegisterWebhookIn {
 fn input(b: ChatConfigIn) -> ChatConfigInput {
     let (telegram, whatsapp) = match b.provider_configs {
         Some(p) => (
-            p.telegram.map(|t| TelegramInput { bot_token: maybe(t.bot_token), webhook_secret: maybe(t.webhook_secret) }),
+            p.telegram
+                .map(|t| TelegramInput { bot_token: maybe(t.bot_token), webhook_secret: maybe(t.webhook_secret) }),
             p.whatsapp.map(|w| WhatsAppInput {
                 phone_number_id: maybe(w.phone_number_id),
                 access_token: maybe(w.access_token),
@@ -117,13 +118,22 @@ impl ChatConfigApi {
 
     /// Change the broker's channel configuration (ADMIN)
     #[oai(path = "/api/broker/chat-config", method = "put", operation_id = "chat_config_put")]
-    async fn put(&self, state: Data<&AppState>, auth: Auth, body: JsonBody<ChatConfigIn>) -> ApiResult<Json<ChatConfigOut>> {
+    async fn put(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        body: JsonBody<ChatConfigIn>,
+    ) -> ApiResult<Json<ChatConfigOut>> {
         let broker = config::target(&auth, None)?;
         Ok(Json(config::put(&state.infra, &auth, broker, input(body.0)).await?.into()))
     }
 
     /// Register the broker's Telegram bot webhook with Telegram (`setWebhook`, ADMIN)
-    #[oai(path = "/api/broker/chat-config/register-webhook", method = "post", operation_id = "chat_config_register_webhook")]
+    #[oai(
+        path = "/api/broker/chat-config/register-webhook",
+        method = "post",
+        operation_id = "chat_config_register_webhook"
+    )]
     async fn register(
         &self,
         state: Data<&AppState>,
@@ -135,14 +145,27 @@ impl ChatConfigApi {
     }
 
     /// A broker's channel configuration (SUPERADMIN)
-    #[oai(path = "/api/v1/admin/brokers/:broker_id/chat-config", method = "get", operation_id = "admin_chat_config_get")]
-    async fn admin_get(&self, state: Data<&AppState>, auth: Auth, broker_id: Path<i64>) -> ApiResult<Json<ChatConfigOut>> {
+    #[oai(
+        path = "/api/v1/admin/brokers/:broker_id/chat-config",
+        method = "get",
+        operation_id = "admin_chat_config_get"
+    )]
+    async fn admin_get(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        broker_id: Path<i64>,
+    ) -> ApiResult<Json<ChatConfigOut>> {
         auth.require_superadmin()?;
         Ok(Json(config::get(&state.infra, &auth, broker_id.0).await?.into()))
     }
 
     /// Change a broker's channel configuration (SUPERADMIN)
-    #[oai(path = "/api/v1/admin/brokers/:broker_id/chat-config", method = "put", operation_id = "admin_chat_config_put")]
+    #[oai(
+        path = "/api/v1/admin/brokers/:broker_id/chat-config",
+        method = "put",
+        operation_id = "admin_chat_config_put"
+    )]
     async fn admin_put(
         &self,
         state: Data<&AppState>,

@@ -100,7 +100,11 @@ impl WebhooksApi {
     }
 
     /// WhatsApp subscription handshake for a broker's own number
-    #[oai(path = "/webhooks/chat/:broker_id/whatsapp", method = "get", operation_id = "webhooks_broker_whatsapp_verify")]
+    #[oai(
+        path = "/webhooks/chat/:broker_id/whatsapp",
+        method = "get",
+        operation_id = "webhooks_broker_whatsapp_verify"
+    )]
     async fn broker_whatsapp_verify(
         &self,
         state: Data<&AppState>,

@@ -107,7 +107,10 @@ async fn load(infra: &Infra, db: &impl ConnectionTrait, broker_id: i64) -> Resul
     let enabled: Value = row.try_get("", "enabled_providers")?;
     let configs: Value = row.try_get("", "provider_configs")?;
     Ok(Some(Stored {
-        enabled: enabled.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default(),
+        enabled: enabled
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
         default_provider: row.try_get("", "default_provider")?,
         telegram: open(infra, configs.get("telegram")),
         whatsapp: open(infra, configs.get("whatsapp")),
@@ -146,7 +149,10 @@ fn telegram_of(s: &Stored) -> Option<TelegramCreds> {
     if !s.enabled.iter().any(|p| p == "telegram") {
         return None;
     }
-    Some(TelegramCreds { bot_token: text(&s.telegram, "bot_token")?, webhook_secret: text(&s.telegram, "webhook_secret") })
+    Some(TelegramCreds {
+        bot_token: text(&s.telegram, "bot_token")?,
+        webhook_secret: text(&s.telegram, "webhook_secret"),
+    })
 }
 
 fn whatsapp_of(s: &Stored) -> Option<WhatsAppCreds> {
@@ -357,7 +363,11 @@ fn check_bot_token(v: &str) -> Result<()> {
             && rest.len() <= 200
             && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     });
-    if ok { Ok(()) } else { Err(invalid("provider_configs.telegram.bot_token", "a Telegram bot token such as 123456:ABC-…")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid("provider_configs.telegram.bot_token", "a Telegram bot token such as 123456:ABC-…"))
+    }
 }
 
 /// Telegram's rule for `secret_token`: 1–256 characters of `A-Z a-z 0-9 _ -`.
@@ -425,9 +435,19 @@ pub async fn put(infra: &Infra, ctx: &Ctx, broker_id: i64, input: ChatConfigInpu
     }
     if let Some(w) = &input.whatsapp {
         apply(&mut s.whatsapp, "phone_number_id", &w.phone_number_id, check_phone_number_id)?;
-        apply(&mut s.whatsapp, "access_token", &w.access_token, check_opaque("provider_configs.whatsapp.access_token"))?;
+        apply(
+            &mut s.whatsapp,
+            "access_token",
+            &w.access_token,
+            check_opaque("provider_configs.whatsapp.access_token"),
+        )?;
         apply(&mut s.whatsapp, "app_secret", &w.app_secret, check_opaque("provider_configs.whatsapp.app_secret"))?;
-        apply(&mut s.whatsapp, "verify_token", &w.verify_token, check_opaque("provider_configs.whatsapp.verify_token"))?;
+        apply(
+            &mut s.whatsapp,
+            "verify_token",
+            &w.verify_token,
+            check_opaque("provider_configs.whatsapp.verify_token"),
+        )?;
     }
     if s.enabled.iter().any(|p| p == "telegram") && text(&s.telegram, "bot_token").is_none() {
         return Err(invalid("provider_configs.telegram.bot_token", "enabling telegram needs the bot token"));
@@ -488,12 +508,7 @@ pub async fn put(infra: &Infra, ctx: &Ctx, broker_id: i64, input: ChatConfigInpu
 /// Registers the broker's bot webhook with Telegram (`setWebhook`): the URL (default: this
 /// deployment's `/webhooks/chat/{broker_id}/telegram`) and the secret token Telegram will send
 /// back in `X-Telegram-Bot-Api-Secret-Token` (generated and stored when the broker has none).
-pub async fn register_telegram_webhook(
-    infra: &Infra,
-    ctx: &Ctx,
-    broker_id: i64,
-    url: Option<String>,
-) -> Result<Value> {
+pub async fn register_telegram_webhook(infra: &Infra, ctx: &Ctx, broker_id: i64, url: Option<String>) -> Result<Value> {
     let current = get(infra, ctx, broker_id).await?;
     let url = match url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty()) {
         Some(u) => u,

@@ -79,11 +79,7 @@ fn check_len(field: &str, v: &str) -> Result<()> {
 
 /// The lead of the sender: by its earlier messages on this channel, else (WhatsApp) by phone,
 /// else a new lead.
-async fn sender_lead(
-    db: &impl ConnectionTrait,
-    broker_id: i64,
-    msg: &InboundMessage,
-) -> Result<(i64, bool)> {
+async fn sender_lead(db: &impl ConnectionTrait, broker_id: i64, msg: &InboundMessage) -> Result<(i64, bool)> {
     let known = db
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,

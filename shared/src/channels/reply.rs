@@ -13,12 +13,12 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
 
 use super::sender::{self, Delivery};
 use super::{config, whatsapp};
+use crate::Infra;
 use crate::chat::service::{self, HUMAN_MODE_SENTINEL, Inbound};
 use crate::ctx::Ctx;
 use crate::entities::chat_messages;
 use crate::error::Result;
 use crate::jobs::llm_reply::LlmReply;
-use crate::Infra;
 
 /// What a job did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,12 +73,8 @@ pub async fn answer(infra: &Infra, job: &LlmReply, holder: &str) -> Result<Answe
         .order_by_asc(chat_messages::Column::Id)
         .all(&infra.db)
         .await?;
-    let mut text: String = burst
-        .iter()
-        .map(|m| m.message_text.trim())
-        .filter(|t| !t.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let mut text: String =
+        burst.iter().map(|m| m.message_text.trim()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join("\n");
     if text.is_empty() {
         text = if row.message_text.trim().is_empty() { ATTACHMENT_TEXT.to_string() } else { row.message_text.clone() };
     }

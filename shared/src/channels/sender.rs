@@ -127,17 +127,25 @@ pub async fn deliver(infra: &Infra, message_id: i64, holder: &str) -> Result<Del
     }
     let service = service_of(&row.provider);
     let result = async {
-        let to = row
-            .channel_user_id
-            .clone()
-            .filter(|u| !u.is_empty() && u != "0")
-            .ok_or_else(|| Error::upstream_permanent(service, "no_recipient", None, "the lead has no channel id"))?;
-        let effect =
-            Effect { key: &effect_key(message_id), kind: "channel_message", broker_id: Some(row.broker_id), lead_id: Some(row.lead_id) };
+        let to =
+            row.channel_user_id.clone().filter(|u| !u.is_empty() && u != "0").ok_or_else(|| {
+                Error::upstream_permanent(service, "no_recipient", None, "the lead has no channel id")
+            })?;
+        let effect = Effect {
+            key: &effect_key(message_id),
+            kind: "channel_message",
+            broker_id: Some(row.broker_id),
+            lead_id: Some(row.lead_id),
+        };
         let outcome = match row.provider.as_str() {
             "telegram" => {
                 let creds = config::telegram_sender(infra, row.broker_id).await?.ok_or_else(|| {
-                    Error::upstream_permanent(service, "channel_not_configured", None, "no Telegram bot for this broker")
+                    Error::upstream_permanent(
+                        service,
+                        "channel_not_configured",
+                        None,
+                        "no Telegram bot for this broker",
+                    )
                 })?;
                 perform_once(&infra.db, effect, holder, LEASE, || async {
                     let id = telegram::send_message(infra, &creds.bot_token, &to, &row.message_text).await?;
@@ -147,7 +155,12 @@ pub async fn deliver(infra: &Infra, message_id: i64, holder: &str) -> Result<Del
             }
             _ => {
                 let creds = config::whatsapp_sender(infra, row.broker_id).await?.ok_or_else(|| {
-                    Error::upstream_permanent(service, "channel_not_configured", None, "no WhatsApp number for this broker")
+                    Error::upstream_permanent(
+                        service,
+                        "channel_not_configured",
+                        None,
+                        "no WhatsApp number for this broker",
+                    )
                 })?;
                 let open = inside_window(&infra.db, row.lead_id).await?;
                 let template = template_of(meta.as_ref());
@@ -225,7 +238,13 @@ pub struct Outbound {
 /// Records `out` as an outbound message on the lead's last written channel and delivers it there
 /// (webchat: recorded for the dashboard, `sent`). Campaign steps, reminders and other jobs call
 /// this; errors are the job's to retry (transient) or dead-letter (permanent).
-pub async fn send_to_lead(infra: &Infra, broker_id: i64, lead_id: i64, out: Outbound, holder: &str) -> Result<Delivery> {
+pub async fn send_to_lead(
+    infra: &Infra,
+    broker_id: i64,
+    lead_id: i64,
+    out: Outbound,
+    holder: &str,
+) -> Result<Delivery> {
     let lead = leads::Entity::find_by_id(lead_id)
         .filter(leads::Column::BrokerId.eq(broker_id))
         .one(&infra.db)
@@ -246,8 +265,10 @@ pub async fn send_to_lead(infra: &Infra, broker_id: i64, lead_id: i64, out: Outb
     let row = match existing {
         Some(r) => r,
         None => {
-            let template = out.template.as_ref().map(|t| json!({"name": t.name, "language": t.language,
-                                                                  "parameters": t.parameters}));
+            let template = out.template.as_ref().map(|t| {
+                json!({"name": t.name, "language": t.language,
+                                                                  "parameters": t.parameters})
+            });
             let channel = super::CHANNELS.contains(&provider.as_str());
             chat_messages::ActiveModel {
                 lead_id: Set(lead.id),

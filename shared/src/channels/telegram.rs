@@ -13,7 +13,7 @@ const SERVICE: &str = "telegram";
 #[derive(Clone, Debug, PartialEq)]
 pub enum Update {
     /// A `message` or `edited_message` from a person.
-    Message { update_id: i64, message: InboundMessage },
+    Message { update_id: i64, message: Box<InboundMessage> },
     /// Anything else (channel posts, callbacks, member updates, bots): acknowledged, ignored.
     Ignored { update_id: Option<i64> },
 }
@@ -94,7 +94,7 @@ pub fn parse_update(body: &Value) -> Option<Update> {
     };
     Some(Update::Message {
         update_id,
-        message: InboundMessage {
+        message: Box::new(InboundMessage {
             provider: "telegram",
             channel_user_id: chat_id,
             channel_username: username,
@@ -104,7 +104,7 @@ pub fn parse_update(body: &Value) -> Option<Update> {
             text,
             attachments,
             metadata: json!({"update_id": update_id, "telegram_message_id": message_id, "edited": edited}),
-        },
+        }),
     })
 }
 
@@ -158,9 +158,10 @@ mod tests {
             "text": "otra"}});
         let Some(Update::Message { message, .. }) = parse_update(&edit) else { panic!("an edit") };
         assert_eq!(message.channel_message_id, "42:8:e99");
-        assert_eq!(parse_update(&json!({"update_id": 13, "my_chat_member": {}})), Some(Update::Ignored {
-            update_id: Some(13)
-        }));
+        assert_eq!(
+            parse_update(&json!({"update_id": 13, "my_chat_member": {}})),
+            Some(Update::Ignored { update_id: Some(13) })
+        );
         assert_eq!(parse_update(&json!([1, 2])), None);
     }
 }

@@ -53,7 +53,7 @@ pub async fn telegram(infra: &Infra, broker_id: Option<i64>, secret: Option<&str
     if seen {
         return Ok(json!({"ok": true, "duplicate": true}));
     }
-    let received = inbound::receive(infra, broker, message).await?;
+    let received = inbound::receive(infra, broker, *message).await?;
     // Only once stored and enqueued: a failed attempt must not hide the redelivery.
     let _: () = conn.set_ex(&key, 1, UPDATE_TTL_SECS).await?;
     Ok(json!({"ok": true, "duplicate": matches!(received, Received::Duplicate { .. })}))

@@ -42,8 +42,9 @@ fn text_of(m: &Value) -> Option<String> {
     let t = match m.get("type").and_then(Value::as_str)? {
         "text" => s(m.pointer("/text/body")),
         "button" => s(m.pointer("/button/text")).or_else(|| s(m.pointer("/button/payload"))),
-        "interactive" => s(m.pointer("/interactive/button_reply/title"))
-            .or_else(|| s(m.pointer("/interactive/list_reply/title"))),
+        "interactive" => {
+            s(m.pointer("/interactive/button_reply/title")).or_else(|| s(m.pointer("/interactive/list_reply/title")))
+        }
         kind @ ("image" | "video" | "document" | "audio" | "sticker") => s(m.pointer(&format!("/{kind}/caption"))),
         _ => None,
     };
@@ -129,11 +130,7 @@ async fn post(infra: &Infra, creds: &WhatsAppCreds, body: Value) -> Result<Value
         infra.settings.providers.whatsapp_api_base.trim_end_matches('/'),
         creds.phone_number_id
     );
-    let req = http()
-        .post(url)
-        .bearer_auth(&creds.access_token)
-        .timeout(infra.settings.providers.timeout)
-        .json(&body);
+    let req = http().post(url).bearer_auth(&creds.access_token).timeout(infra.settings.providers.timeout).json(&body);
     send_json(SERVICE, req).await
 }
 
@@ -178,17 +175,17 @@ mod tests {
     #[test]
     fn text_buttons_interactive_and_media_are_read() {
         let body = delivery(json!({"messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550001111", "phone_number_id": "1065"},
-            "contacts": [{"profile": {"name": "Ana"}, "wa_id": "56912345678"}],
-            "messages": [
-                {"from": "56912345678", "id": "wamid.1", "timestamp": "1", "type": "text", "text": {"body": "hola"}},
-                {"from": "56912345678", "id": "wamid.2", "type": "button", "button": {"payload": "P", "text": "Sí"}},
-                {"from": "56912345678", "id": "wamid.3", "type": "interactive",
-                 "interactive": {"type": "list_reply", "list_reply": {"id": "l1", "title": "Ñuñoa"}}},
-                {"from": "56912345678", "id": "wamid.4", "type": "image",
-                 "image": {"id": "m1", "mime_type": "image/jpeg", "sha256": "x"}},
-                {"from": "56912345678", "id": "wamid.5", "type": "reaction", "reaction": {"emoji": "👍"}}
-            ]}));
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": "1065"},
+        "contacts": [{"profile": {"name": "Ana"}, "wa_id": "56912345678"}],
+        "messages": [
+            {"from": "56912345678", "id": "wamid.1", "timestamp": "1", "type": "text", "text": {"body": "hola"}},
+            {"from": "56912345678", "id": "wamid.2", "type": "button", "button": {"payload": "P", "text": "Sí"}},
+            {"from": "56912345678", "id": "wamid.3", "type": "interactive",
+             "interactive": {"type": "list_reply", "list_reply": {"id": "l1", "title": "Ñuñoa"}}},
+            {"from": "56912345678", "id": "wamid.4", "type": "image",
+             "image": {"id": "m1", "mime_type": "image/jpeg", "sha256": "x"}},
+            {"from": "56912345678", "id": "wamid.5", "type": "reaction", "reaction": {"emoji": "👍"}}
+        ]}));
         let events = parse(&body);
         assert_eq!(events.len(), 4);
         let texts: Vec<Option<String>> = events
