@@ -29,6 +29,8 @@ pub enum Answered {
     Superseded,
     /// No reply to send (human mode).
     NoReply,
+    /// The pipeline refused the text (e.g. an injection attempt): no reply.
+    Refused,
     Replied(Delivery),
 }
 
@@ -91,12 +93,28 @@ pub async fn answer(infra: &Infra, job: &LlmReply, holder: &str) -> Result<Answe
         channel_user_id: row.channel_user_id.clone(),
         channel_username: row.channel_username.clone(),
     };
+    let ids: Vec<i64> = burst.iter().map(|m| m.id).chain([row.id]).collect();
     let result = match service::handle_stored(infra, &Ctx::broker_system(job.broker_id), inbound, row.id).await {
         Ok(r) => r,
         Err(crate::Error::NotFound(_)) => return Ok(Answered::Gone),
+        Err(e) if matches!(e.status(), 400 | 422) => {
+            // The pipeline refuses the text (an injection attempt, nothing left after cleaning):
+            // no reply, and no retry can change that. Recorded on the rows, not dead-lettered.
+            tracing::warn!(message_id = row.id, code = e.code(), "inbound channel message refused by the pipeline");
+            infra
+                .db
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "UPDATE chat_messages SET status = 'read', updated_at = now(), \
+                       provider_metadata = COALESCE(provider_metadata, '{}'::jsonb) || $2 \
+                     WHERE id = ANY($1) AND status = 'pending'",
+                    [ids.into(), serde_json::json!({"refused": e.code()}).into()],
+                ))
+                .await?;
+            return Ok(Answered::Refused);
+        }
         Err(e) => return Err(e),
     };
-    let ids: Vec<i64> = burst.iter().map(|m| m.id).chain([row.id]).collect();
     infra
         .db
         .execute_raw(Statement::from_sql_and_values(
