@@ -951,3 +951,39 @@ async fn over_the_rate_limit_messages_are_kept_unanswered_and_refused_text_is_no
     assert_eq!(sends[0].json["chat_id"], 6060);
     assert_eq!(count(&app, "SELECT count(*) AS n FROM dead_jobs").await, 0);
 }
+
+#[tokio::test]
+async fn an_appointment_reminder_reaches_the_leads_telegram_chat_once() {
+    use shared::appointments::reminders::{self, Sent, Skip};
+    let fake = fake_channels().await;
+    let app = app_with(&fake).await;
+    let admin = app.new_broker().await;
+    let broker = admin.broker_id.unwrap();
+    telegram_broker(&app, &admin).await;
+    let lead = crate::appointments::complete_lead(&app, &admin).await;
+    let start = crate::appointments::local(crate::appointments::next_monday(), 10, 0);
+    let a = crate::appointments::book(&app, &admin, json!({"lead_id": lead, "start_time": start.to_rfc3339()})).await;
+    let id = a["id"].as_i64().unwrap();
+    app.db()
+        .execute_unprepared(&format!(
+            "INSERT INTO chat_messages (lead_id, broker_id, provider, channel_user_id, message_text, direction, status) \
+             VALUES ({lead}, {broker}, 'telegram', '55501', 'hola', 'in', 'read')"
+        ))
+        .await
+        .unwrap();
+    let due = start.with_timezone(&chrono::Utc) - chrono::Duration::hours(1);
+    let sent = reminders::send(app.infra(), broker, id, 1, "w1", due).await.unwrap();
+    let Sent::Recorded(message_id) = sent else { panic!("{sent:?}") };
+    let again = reminders::send(app.infra(), broker, id, 1, "w2", due).await.unwrap();
+    assert_eq!(again, Sent::Skipped(Skip::AlreadySent));
+    let sends = fake.telegram_sends();
+    assert_eq!(sends.len(), 1);
+    assert_eq!(sends[0].json["chat_id"], 55501);
+    assert!(sends[0].json["text"].as_str().unwrap().starts_with("Hola María, te recordamos tu"), "{}", sends[0].json);
+    let row =
+        &rows(&app, &format!("SELECT status, provider_metadata FROM chat_messages WHERE id = {message_id}")).await[0];
+    assert_eq!(row.try_get::<String>("", "status").unwrap(), "sent");
+    let meta: Value = row.try_get("", "provider_metadata").unwrap();
+    assert_eq!(meta["kind"], "appointment_reminder");
+    assert!(meta["provider_message_id"].is_string());
+}
