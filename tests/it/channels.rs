@@ -243,7 +243,6 @@ async fn a_burst_of_messages_gets_one_answer_with_all_of_them() {
         post_telegram(&app, &path, Some(TG_SECRET), &tg_update(6000 + i, 5151, 10 + i, text))
             .await
             .assert_status_is_ok();
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     wait_for("the reply", 20, || async { !fake.telegram_sends().is_empty() }).await;
     tokio::time::sleep(Duration::from_millis(3000)).await;
