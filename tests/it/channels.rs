@@ -237,13 +237,18 @@ async fn a_burst_of_messages_gets_one_answer_with_all_of_them() {
     let broker = admin.broker_id.unwrap();
     telegram_broker(&app, &admin).await;
     let path = format!("/webhooks/chat/{broker}/telegram");
-    let worker = start_worker(&app);
+    // Three messages in a row; each has its own job, due 2 s after it. The worker starts once all
+    // are stored (on this shared test machine a request can take longer than the window itself),
+    // so every job sees the whole burst: the last one answers, the others exit.
     for (i, text) in ["hola", "me llamo Rosa Díaz", "busco departamento en Ñuñoa"].iter().enumerate() {
         let i = i as i64;
         post_telegram(&app, &path, Some(TG_SECRET), &tg_update(6000 + i, 5151, 10 + i, text))
             .await
             .assert_status_is_ok();
     }
+    let stats = shared::jobs::stats(app.infra(), "llm_reply").await.unwrap();
+    assert_eq!(stats.pending, 3, "one job per message");
+    let worker = start_worker(&app);
     wait_for("the reply", 20, || async { !fake.telegram_sends().is_empty() }).await;
     tokio::time::sleep(Duration::from_millis(3000)).await;
     worker.stop().await;
