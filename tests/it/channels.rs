@@ -991,3 +991,36 @@ async fn an_appointment_reminder_reaches_the_leads_telegram_chat_once() {
     assert_eq!(meta["kind"], "appointment_reminder");
     assert!(meta["provider_message_id"].is_string());
 }
+
+#[tokio::test]
+async fn a_lead_in_human_mode_gets_no_reply_from_sofia() {
+    let fake = fake_channels().await;
+    let app = app_with(&fake).await;
+    let admin = app.new_broker().await;
+    let broker = admin.broker_id.unwrap();
+    telegram_broker(&app, &admin).await;
+    let path = format!("/webhooks/chat/{broker}/telegram");
+    post_telegram(&app, &path, Some(TG_SECRET), &tg_update(1, 4343, 1, "hola")).await.assert_status_is_ok();
+    app.db()
+        .execute_unprepared(&format!("UPDATE leads SET human_mode = true WHERE broker_id = {broker}"))
+        .await
+        .unwrap();
+    let worker = start_worker(&app);
+    wait_for("the message handled", 20, || async {
+        count(&app, &format!("SELECT count(*) AS n FROM chat_messages WHERE broker_id = {broker} AND status = 'read'"))
+            .await
+            == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    worker.stop().await;
+    assert!(fake.telegram_sends().is_empty(), "a person has the conversation");
+    assert_eq!(
+        count(
+            &app,
+            &format!("SELECT count(*) AS n FROM chat_messages WHERE broker_id = {broker} AND direction = 'out'")
+        )
+        .await,
+        0
+    );
+}
