@@ -454,7 +454,7 @@ pub async fn human_message(infra: &Infra, ctx: &Ctx, lead_id: i64, raw: &str) ->
         ai_response_used: Set(false),
         provider_metadata: Set(Some(json!({
             "sent_by": me, "agent_name": sender,
-            "delivery": if provider == "webchat" { "widget" } else { "pending_channel_sender" },
+            "delivery": if provider == "webchat" { "widget" } else { "queued" },
         }))),
         ..Default::default()
     }
@@ -464,6 +464,12 @@ pub async fn human_message(infra: &Infra, ctx: &Ctx, lead_id: i64, raw: &str) ->
     am.last_contacted = Set(Some(now));
     let lead = am.update(&txn).await?;
     txn.commit().await?;
+    if crate::channels::CHANNELS.contains(&provider.as_str())
+        && let Err(e) = crate::channels::sender::enqueue_delivery(infra, lead.broker_id, lead.id, message.id).await
+    {
+        // The message is stored `pending`; the stale-message sweeper enqueues it again.
+        tracing::warn!(error = %e, message_id = message.id, "could not enqueue the delivery of a human message");
+    }
     if !was_human {
         events::publish_to_broker(
             &infra.redis,

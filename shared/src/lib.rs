@@ -21,6 +21,7 @@ pub mod audit;
 pub mod auth;
 pub mod brokers;
 pub mod campaigns;
+pub mod channels;
 pub mod chat;
 pub mod config;
 pub mod conversations;

@@ -974,7 +974,8 @@ async fn a_reminder_is_recorded_once_on_the_leads_channel_in_spanish() {
     let event = crate::calendar::next_event(&mut events, "appointment_reminder").await;
     assert_eq!(event["data"]["appointment_id"], id);
 
-    // The 1-hour reminder goes to the channel the lead last wrote from, for its sender to deliver.
+    // The 1-hour reminder goes to the channel the lead last wrote from, through the channel sender:
+    // this broker has no Telegram bot, so the delivery fails for good (recorded, `failed`).
     app.db()
         .execute_unprepared(&format!(
             "INSERT INTO chat_messages (lead_id, broker_id, provider, channel_user_id, message_text, direction) \
@@ -982,10 +983,10 @@ async fn a_reminder_is_recorded_once_on_the_leads_channel_in_spanish() {
         ))
         .await
         .unwrap();
-    let hour = reminders::send(app.infra(), broker, id, 1, "w", start - Duration::hours(1)).await.unwrap();
-    assert!(matches!(hour, Sent::Recorded(_)));
+    let hour = reminders::send(app.infra(), broker, id, 1, "w", start - Duration::hours(1)).await.unwrap_err();
+    assert_eq!(hour.code(), "channel_not_configured");
     let sent = messages(&app, lead).await;
-    assert_eq!((sent[1].0.as_str(), sent[1].3.as_str()), ("telegram", "pending"));
+    assert_eq!((sent[1].0.as_str(), sent[1].3.as_str()), ("telegram", "failed"));
     assert!(sent[1].4.contains("hoy lunes"), "{}", sent[1].4);
 }
 

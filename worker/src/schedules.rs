@@ -88,6 +88,16 @@ pub fn defaults() -> Vec<Schedule> {
             }),
         },
         Schedule {
+            // Channel messages stored but left unanswered (or undelivered) for 2 minutes.
+            name: "sweep_stale_channel_messages",
+            every: Duration::from_secs(60),
+            task: Arc::new(|infra: Infra, _tick: u64| {
+                Box::pin(async move {
+                    shared::channels::inbound::sweep(&infra, shared::channels::inbound::STALE_AFTER).await.map(|_| ())
+                })
+            }),
+        },
+        Schedule {
             name: "prune_import_uploads",
             every: Duration::from_secs(3600),
             task: Arc::new(|infra: Infra, _tick: u64| {

@@ -8,6 +8,7 @@ pub mod brokers;
 pub mod calendar;
 pub mod campaigns;
 pub mod chat;
+pub mod chat_config;
 pub mod conversations;
 pub mod costs;
 pub mod kb;
@@ -16,6 +17,7 @@ pub mod pipeline;
 pub mod tasks;
 pub mod templates;
 pub mod utility;
+pub mod webhooks;
 
 use poem_openapi::Tags;
 
@@ -53,4 +55,6 @@ pub enum ApiTags {
     Pipeline,
     /// Drip campaigns: steps, approval, applying to leads, logs and stats
     Campaigns,
+    /// What Telegram and WhatsApp call: messages in, status callbacks, verification
+    Webhooks,
 }

@@ -7,10 +7,11 @@
 //! the new start time sends. The idempotency key includes the start time, so one reminder per
 //! offset and start time is ever recorded, whatever the retries and duplicates.
 //!
-//! Telegram and WhatsApp senders do not exist yet: a reminder is recorded as an outbound
-//! `chat_messages` row (`sender_type = system`) on the lead's last inbound written channel
-//! (`webchat` when none), with status `sent` for webchat (the dashboard is its delivery) and `pending` for the other
-//! channels, whose senders will deliver it.
+//! A reminder is recorded as an outbound `chat_messages` row (`sender_type = system`) on the
+//! lead's last inbound written channel (`webchat` when none), with status `sent` for webchat (the
+//! dashboard is its delivery) and `pending` for Telegram and WhatsApp, then delivered by the channel
+//! sender ([`crate::channels::sender::deliver`], idempotent per row) within the same job: a
+//! failed delivery fails the job, whose retry finds the row recorded and delivers it.
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Set, Statement};
@@ -211,7 +212,7 @@ pub async fn send(
             ai_response_used: Set(false),
             provider_metadata: Set(Some(json!({
                 "kind": "appointment_reminder", "appointment_id": appointment_id, "hours_before": hours_before,
-                "delivery": if provider == "webchat" { "dashboard" } else { "pending_channel_sender" },
+                "delivery": if provider == "webchat" { "dashboard" } else { "queued" },
             }))),
             ..Default::default()
         }
@@ -220,9 +221,12 @@ pub async fn send(
         Ok(json!({"message_id": message.id}))
     };
     let outcome = perform_once(&infra.db, effect, holder, std::time::Duration::from_secs(60), record).await?;
+    let message_id = outcome.result()["message_id"].as_i64().unwrap_or_default();
+    if crate::channels::CHANNELS.contains(&provider.as_str()) && message_id > 0 {
+        crate::channels::sender::deliver(infra, message_id, holder).await?;
+    }
     mark_sent(&infra.db, appointment_id, hours_before, appt.start_time).await?;
-    let Outcome::Performed(result) = outcome else { return Ok(Sent::AlreadyRecorded) };
-    let message_id = result["message_id"].as_i64().unwrap_or_default();
+    let Outcome::Performed(_) = outcome else { return Ok(Sent::AlreadyRecorded) };
     events::publish_to_broker(
         &infra.redis,
         infra.prefix(),

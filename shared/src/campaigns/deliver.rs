@@ -6,9 +6,10 @@ use chrono::Utc;
 use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 use serde_json::{Value, json};
 
-use crate::entities::{chat_messages, leads};
+use crate::channels::sender::{self, Outbound};
+use crate::entities::leads;
 use crate::error::Result;
-use crate::{Infra, conversations, events};
+use crate::{Infra, events, jobs};
 
 /// What a step sends, and on whose behalf.
 #[derive(Clone, Copy, Debug)]
@@ -21,34 +22,31 @@ pub struct Origin<'a> {
     pub channel: &'a str,
 }
 
-/// Sends `text` to the lead: stored as an outbound `chat_messages` row on the lead's last written
-/// channel (webchat when none), like a person's message (`conversations::human_message`), and
-/// published as a live `new_message` event (the webchat widget and the dashboard show it). On
-/// Telegram and WhatsApp the row is `pending` with `delivery: pending_channel_sender`, for the
-/// channel sender to deliver.
-pub async fn send_text(infra: &Infra, lead: &leads::Model, text: &str, origin: Origin<'_>) -> Result<Value> {
-    let (provider, channel_user_id) = conversations::last_channel(&infra.db, lead.id).await?;
-    let webchat = provider == "webchat";
-    let status = if webchat { "sent" } else { "pending" };
-    let message = chat_messages::ActiveModel {
-        lead_id: Set(lead.id),
-        broker_id: Set(lead.broker_id),
-        provider: Set(provider.clone()),
-        channel_user_id: Set(channel_user_id),
-        message_text: Set(text.to_string()),
-        direction: Set("out".into()),
-        status: Set(status.into()),
-        sender_type: Set("system".into()),
-        ai_response_used: Set(false),
-        provider_metadata: Set(Some(json!({
-            "kind": "campaign", "campaign_id": origin.campaign_id, "step_id": origin.step_id,
-            "step_number": origin.step_number, "campaign_channel": origin.channel,
-            "delivery": if webchat { "widget" } else { "pending_channel_sender" },
-        }))),
-        ..Default::default()
-    }
-    .insert(&infra.db)
-    .await?;
+/// Sends `text` to the lead through the channel sender, on the lead's last written channel
+/// (webchat: recorded for the dashboard and published as a live `new_message`), idempotently per
+/// (campaign, step, lead). A provider's permanent refusal (`outside_24h_window`, a blocked bot, a
+/// channel without credentials) is the step's failure, in its log; a transient one is the job's
+/// error, retried with backoff (the retry finds the message recorded before and sends it once).
+pub async fn send_text(
+    infra: &Infra,
+    lead: &leads::Model,
+    text: &str,
+    origin: Origin<'_>,
+    holder: &str,
+) -> Result<Value> {
+    let out = Outbound {
+        text: text.to_string(),
+        kind: "campaign".into(),
+        key: Some(format!("campaign:{}:step:{}:lead:{}", origin.campaign_id, origin.step_id, lead.id)),
+        template: None,
+    };
+    let delivery = match sender::send_to_lead(infra, lead.broker_id, lead.id, out, holder).await {
+        Ok(d) => d,
+        Err(e) if jobs::is_permanent(&e) => {
+            return Ok(json!({"status": "failed", "error": e.code(), "detail": e.detail()}));
+        }
+        Err(e) => return Err(e),
+    };
     let mut am = lead.clone().into_active_model();
     am.last_contacted = Set(Some(Utc::now()));
     am.update(&infra.db).await?;
@@ -57,12 +55,14 @@ pub async fn send_text(infra: &Infra, lead: &leads::Model, text: &str, origin: O
         infra.prefix(),
         lead.broker_id,
         "new_message",
-        json!({"lead_id": lead.id, "message_id": message.id, "message": text.chars().take(300).collect::<String>(),
-               "direction": "out", "provider": provider, "campaign_id": origin.campaign_id}),
+        json!({"lead_id": lead.id, "message_id": delivery.message_id,
+               "message": text.chars().take(300).collect::<String>(), "direction": "out",
+               "provider": delivery.provider, "campaign_id": origin.campaign_id,
+               "campaign_channel": origin.channel}),
     )
     .await;
-    Ok(json!({"status": "sent", "channel": provider, "message_id": message.id, "message": text,
-              "delivery_status": status}))
+    Ok(json!({"status": "sent", "channel": delivery.provider, "message_id": delivery.message_id, "message": text,
+              "delivery_status": delivery.status, "provider_message_id": delivery.provider_message_id}))
 }
 
 /// Places the step's call. Voice calls are not part of this build: the step fails with

@@ -136,7 +136,7 @@ pub async fn run(infra: &Infra, job: &CampaignStep, holder: &str, now: DateTime<
     let perform = || async {
         match step.action.as_str() {
             "send_message" => match compose(infra, &c, &step, &lead, now).await? {
-                Ok(text) => deliver::send_text(infra, &lead, &text, origin).await,
+                Ok(text) => deliver::send_text(infra, &lead, &text, origin, holder).await,
                 Err(failure) => Ok(failure),
             },
             "make_call" => deliver::place_call(infra, &lead, origin).await,

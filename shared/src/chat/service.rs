@@ -490,7 +490,7 @@ async fn contact_taken(
 /// The whole turn for one inbound message (see the module docs).
 #[tracing::instrument(skip_all, fields(lead_id = inbound.lead_id))]
 pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnResult> {
-    handle_streaming(infra, ctx, inbound, None).await
+    turn(infra, ctx, inbound, None, None).await
 }
 
 /// [`handle`], with the model's tokens sent to `sink` as they come when a provider writes the reply
@@ -499,6 +499,63 @@ pub async fn handle_streaming(
     infra: &Infra,
     ctx: &Ctx,
     inbound: Inbound,
+    sink: Option<llm_turn::TokenSink>,
+) -> Result<TurnResult> {
+    turn(infra, ctx, inbound, None, sink).await
+}
+
+/// The turn for an inbound row a channel webhook already stored (`stored_message_id`, a row of
+/// `inbound.lead_id`): the row is answered instead of inserted again, and a row already answered
+/// replays its reply (`duplicate`). `inbound.text` may hold more than the row's own text (the
+/// messages of a burst, answered together).
+#[tracing::instrument(skip_all, fields(lead_id = inbound.lead_id, stored_message_id))]
+pub async fn handle_stored(infra: &Infra, ctx: &Ctx, inbound: Inbound, stored_message_id: i64) -> Result<TurnResult> {
+    if inbound.lead_id.is_none() {
+        return Err(Error::invalid_body("lead_id", "a stored message names its lead"));
+    }
+    turn(infra, ctx, inbound, Some(stored_message_id), None).await
+}
+
+/// A stored inbound row of the lead, or the replay of its reply when it was answered already.
+async fn stored_inbound(
+    txn: &DatabaseTransaction,
+    lead: &leads::Model,
+    id: i64,
+) -> Result<std::result::Result<chat_messages::Model, TurnResult>> {
+    let row = chat_messages::Entity::find_by_id(id)
+        .filter(chat_messages::Column::LeadId.eq(lead.id))
+        .filter(chat_messages::Column::Direction.eq("in"))
+        .one(txn)
+        .await?
+        .ok_or(Error::NotFound("Message"))?;
+    let answer = chat_messages::Entity::find()
+        .filter(chat_messages::Column::BrokerId.eq(lead.broker_id))
+        .filter(chat_messages::Column::Provider.eq(row.provider.clone()))
+        .filter(chat_messages::Column::ChannelMessageId.eq(reply_key(row.id)))
+        .one(txn)
+        .await?;
+    Ok(match answer {
+        None => Ok(row),
+        Some(m) => Err(TurnResult {
+            conversation_state: lead.conversation_state.clone().unwrap_or_else(|| "greeting".into()),
+            response: m.message_text,
+            replied: false,
+            duplicate: true,
+            analysis: Value::Null,
+            key_points: Vec::new(),
+            appointment_id: None,
+            streamed: false,
+            replaced: false,
+            lead: lead.clone(),
+        }),
+    })
+}
+
+async fn turn(
+    infra: &Infra,
+    ctx: &Ctx,
+    inbound: Inbound,
+    stored: Option<i64>,
     sink: Option<llm_turn::TokenSink>,
 ) -> Result<TurnResult> {
     let started = Instant::now();
@@ -527,15 +584,26 @@ pub async fn handle_streaming(
     let (lead, created) = lead_for_turn(&txn, ctx, inbound.lead_id, provider, now).await?;
     if let Some(key) = channel_message_id.as_deref()
         && !created
+        && stored.is_none()
         // Checked under the lead's lock: a redelivery racing the first delivery waits for it.
         && let Some(result) = replay_duplicate(&txn, &lead, provider, key).await?
     {
         txn.commit().await?;
         return Ok(result);
     }
-    let inbound_row =
-        insert_message(&txn, &lead, provider, &inbound, &text, "in", "customer", channel_message_id.clone(), None)
-            .await?;
+    let inbound_row = match stored {
+        Some(id) => match stored_inbound(&txn, &lead, id).await? {
+            Ok(row) => row,
+            Err(replay) => {
+                txn.commit().await?;
+                return Ok(replay);
+            }
+        },
+        None => {
+            insert_message(&txn, &lead, provider, &inbound, &text, "in", "customer", channel_message_id.clone(), None)
+                .await?
+        }
+    };
     let conversation = chat_conversations::Entity::find_by_id(lead.id).one(&txn).await?;
     let mut meta = open_metadata(&infra.cipher, lead.metadata.clone());
 

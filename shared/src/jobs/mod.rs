@@ -17,6 +17,7 @@
 
 pub mod calendar_sync;
 pub mod campaign_step;
+pub mod channel_send;
 pub mod csv_import;
 pub mod embedding;
 pub mod llm_reply;
@@ -62,6 +63,7 @@ pub const QUEUES: &[&str] = &[
     <csv_import::CsvImport as Job>::QUEUE,
     <calendar_sync::CalendarSync as Job>::QUEUE,
     <notification::Notification as Job>::QUEUE,
+    <channel_send::ChannelSend as Job>::QUEUE,
     <noop::Noop as Job>::QUEUE,
 ];
 

@@ -6,6 +6,7 @@ pub mod calendar_sync;
 pub mod campaign_step;
 pub mod csv_import;
 pub mod embedding;
+pub mod llm_reply;
 pub mod noop;
 pub mod notification;
 
@@ -32,6 +33,8 @@ pub fn spawn_consumers(
         spawn.queue(calendar_sync::run, opts.clone()),
         spawn.queue(notification::run, opts.clone()),
         spawn.queue(campaign_step::run, opts.clone()),
+        spawn.queue(llm_reply::run, opts.clone()),
+        spawn.queue(llm_reply::run_send, opts.clone()),
     ]
 }
 

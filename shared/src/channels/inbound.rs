@@ -1,0 +1,269 @@
+//! What a webhook does with one message, and the stale-inbound sweeper.
+//!
+//! [`receive`]: under a per-sender advisory lock, the message is deduplicated by
+//! `(broker, provider, channel_message_id)` (the unique index of `chat_messages`), the sender's
+//! lead found (by the sender's earlier messages on this channel, else by phone for WhatsApp) or
+//! created (no placeholder name: the lead's name stays unknown until the person says it), and the
+//! message stored with `status = pending`. After the commit an `llm_reply` job is enqueued to run
+//! [`COALESCE`] later: messages of one sender inside that window are answered once, by the job of
+//! the last one (see [`super::reply`]). The webhook answers 200 only after both; an error is a
+//! 5xx so the provider retries, and a retried delivery of a stored, still pending message enqueues
+//! its job again (the job is idempotent).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use redis::AsyncCommands;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, Set, Statement, TransactionTrait};
+use serde_json::{Value, json};
+
+use crate::ctx::Ctx;
+use crate::entities::{chat_messages, leads};
+use crate::error::{Error, Result};
+use crate::jobs::{self, channel_send::ChannelSend, llm_reply::LlmReply};
+use crate::leads::model::search_text;
+use crate::leads::repo as lead_repo;
+use crate::ratelimit::{self, Limit};
+use crate::{Infra, events};
+
+/// Messages of one sender this close together are answered once.
+pub const COALESCE: Duration = Duration::from_secs(2);
+
+/// Per-sender budget: beyond it messages are stored (the log stays complete) but not answered.
+pub const SENDER_LIMIT: Limit = Limit { name: "channel_sender", limit: 20, window_secs: 60 };
+
+/// Stored inbound messages still unanswered after this long are enqueued again by the sweeper.
+pub const STALE_AFTER: Duration = Duration::from_secs(120);
+
+/// Longest stored text (a longer message is cut; the turn's own limit is 4 000 characters).
+const MAX_TEXT_CHARS: usize = 4000;
+
+/// One inbound message, as a provider's payload gives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InboundMessage {
+    pub provider: &'static str,
+    /// Where replies go: Telegram chat id, WhatsApp number (digits).
+    pub channel_user_id: String,
+    pub channel_username: Option<String>,
+    /// The profile name the channel shows (kept in metadata, never taken as the lead's name).
+    pub display_name: Option<String>,
+    /// A real phone number (WhatsApp), `+` and digits.
+    pub phone: Option<String>,
+    /// The dedupe key: Telegram `{chat_id}:{message_id}`, WhatsApp `wamid`.
+    pub channel_message_id: String,
+    /// `None` for media without caption.
+    pub text: Option<String>,
+    pub attachments: Vec<Value>,
+    pub metadata: Value,
+}
+
+/// What [`receive`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// Stored now; `answered` = a reply job was enqueued (false over the sender's rate limit).
+    Stored { message_id: i64, lead_id: i64, answered: bool },
+    /// Received before (a redelivery).
+    Duplicate { message_id: i64, lead_id: i64 },
+}
+
+fn clean(s: &str, max: usize) -> String {
+    s.chars().filter(|c| *c != '\0').take(max).collect()
+}
+
+fn check_len(field: &str, v: &str) -> Result<()> {
+    if v.is_empty() || v.chars().count() > 255 {
+        return Err(Error::bad_request("invalid_payload", format!("{field} must have 1 to 255 characters")));
+    }
+    Ok(())
+}
+
+/// The lead of the sender: by its earlier messages on this channel, else (WhatsApp) by phone,
+/// else a new lead.
+async fn sender_lead(db: &impl ConnectionTrait, broker_id: i64, msg: &InboundMessage) -> Result<(i64, bool)> {
+    let known = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT lead_id FROM chat_messages \
+             WHERE broker_id = $1 AND provider = $2 AND channel_user_id = $3 AND direction = 'in' \
+             ORDER BY id DESC LIMIT 1",
+            [broker_id.into(), msg.provider.into(), msg.channel_user_id.clone().into()],
+        ))
+        .await?;
+    if let Some(row) = known {
+        return Ok((row.try_get("", "lead_id")?, false));
+    }
+    if let Some(id) = lead_repo::find_by_contact(db, broker_id, msg.phone.as_deref(), None).await? {
+        return Ok((id, false));
+    }
+    let channel = json!({
+        "provider": msg.provider, "user_id": msg.channel_user_id, "username": msg.channel_username,
+        "display_name": msg.display_name,
+    });
+    let mut metadata = json!({"source": msg.provider, "channel": channel});
+    if msg.provider == "telegram" {
+        metadata["telegram_user_id"] = json!(msg.channel_user_id);
+    }
+    let lead = leads::ActiveModel {
+        broker_id: Set(broker_id),
+        phone: Set(msg.phone.clone()),
+        tags: Set(json!([msg.provider, "inbound"])),
+        metadata: Set(metadata),
+        search_text: Set(search_text(None, msg.phone.as_deref(), None)),
+        last_contacted: Set(Some(Utc::now())),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    lead_repo::add_activity(
+        db,
+        &Ctx::broker_system(broker_id),
+        &lead,
+        "lead_created",
+        json!({"source": msg.provider, "channel_user_id": msg.channel_user_id}),
+    )
+    .await?;
+    Ok((lead.id, true))
+}
+
+/// Stores one inbound message for `broker_id` and enqueues its reply (see the module docs).
+pub async fn receive(infra: &Infra, broker_id: i64, msg: InboundMessage) -> Result<Received> {
+    check_len("channel_user_id", &msg.channel_user_id)?;
+    check_len("channel_message_id", &msg.channel_message_id)?;
+    let text = clean(msg.text.as_deref().unwrap_or_default(), MAX_TEXT_CHARS);
+    let sender = format!("{broker_id}:{}:{}", msg.provider, msg.channel_user_id);
+    let limited = ratelimit::hit(&infra.redis, infra.prefix(), SENDER_LIMIT, &sender).await.is_err();
+
+    let txn = infra.db.begin().await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        [format!("channel-sender:{sender}").into()],
+    ))
+    .await?;
+    let existing = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id, lead_id, status FROM chat_messages \
+             WHERE broker_id = $1 AND provider = $2 AND channel_message_id = $3",
+            [broker_id.into(), msg.provider.into(), msg.channel_message_id.clone().into()],
+        ))
+        .await?;
+    if let Some(row) = existing {
+        txn.commit().await?;
+        let (message_id, lead_id): (i64, i64) = (row.try_get("", "id")?, row.try_get("", "lead_id")?);
+        let status: String = row.try_get("", "status")?;
+        if status == "pending" {
+            // A provider retry after a failed enqueue, or a plain redelivery: the job is idempotent.
+            enqueue_reply(infra, broker_id, lead_id, message_id).await?;
+        }
+        return Ok(Received::Duplicate { message_id, lead_id });
+    }
+    let (lead_id, created) = sender_lead(&txn, broker_id, &msg).await?;
+    let mut metadata = msg.metadata.clone();
+    if limited && let Some(m) = metadata.as_object_mut() {
+        m.insert("rate_limited".into(), json!(true));
+    }
+    let row = chat_messages::ActiveModel {
+        lead_id: Set(lead_id),
+        broker_id: Set(broker_id),
+        provider: Set(msg.provider.to_string()),
+        channel_user_id: Set(Some(msg.channel_user_id.clone())),
+        channel_username: Set(msg.channel_username.as_deref().map(|u| clean(u, 255))),
+        channel_message_id: Set(Some(msg.channel_message_id.clone())),
+        message_text: Set(text.clone()),
+        direction: Set("in".into()),
+        // `pending` = stored, not yet answered; over the rate limit it is never answered.
+        status: Set(if limited { "delivered" } else { "pending" }.into()),
+        sender_type: Set("customer".into()),
+        provider_metadata: Set(Some(metadata)),
+        attachments: Set((!msg.attachments.is_empty()).then(|| json!(msg.attachments))),
+        ai_response_used: Set(false),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    if created {
+        events::publish_to_broker(
+            &infra.redis,
+            infra.prefix(),
+            broker_id,
+            "lead_created",
+            json!({"lead_id": lead_id, "source": msg.provider}),
+        )
+        .await;
+    }
+    if limited {
+        tracing::warn!(broker_id, provider = msg.provider, lead_id, "sender over its rate limit; stored, not answered");
+        return Ok(Received::Stored { message_id: row.id, lead_id, answered: false });
+    }
+    enqueue_reply(infra, broker_id, lead_id, row.id).await?;
+    Ok(Received::Stored { message_id: row.id, lead_id, answered: true })
+}
+
+async fn enqueue_reply(infra: &Infra, broker_id: i64, lead_id: i64, message_id: i64) -> Result<()> {
+    let at = Utc::now() + chrono::Duration::from_std(COALESCE).unwrap_or_default();
+    jobs::enqueue_at(infra, LlmReply { broker_id, lead_id, message_id }, at).await?;
+    Ok(())
+}
+
+/// What one sweep re-enqueued.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub replies: u64,
+    pub sends: u64,
+}
+
+/// Re-enqueues (once each) the newest pending inbound message of every lead left unanswered for
+/// `stale` (an enqueue that failed, a job lost), and outbound messages still pending after it.
+/// Messages older than a day are left alone.
+pub async fn sweep(infra: &Infra, stale: Duration) -> Result<Swept> {
+    let secs = stale.as_secs_f64();
+    let inbound = infra
+        .db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT DISTINCT ON (lead_id) id, broker_id, lead_id FROM chat_messages \
+             WHERE direction = 'in' AND status = 'pending' AND provider IN ('telegram', 'whatsapp') \
+               AND created_at < now() - make_interval(secs => $1) AND created_at > now() - interval '1 day' \
+             ORDER BY lead_id, id DESC LIMIT 500",
+            [secs.into()],
+        ))
+        .await?;
+    let outbound = infra
+        .db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id, broker_id, lead_id FROM chat_messages \
+             WHERE direction = 'out' AND status = 'pending' AND provider IN ('telegram', 'whatsapp') \
+               AND created_at < now() - make_interval(secs => $1) AND created_at > now() - interval '1 day' \
+             ORDER BY id LIMIT 500",
+            [secs.into()],
+        ))
+        .await?;
+    let mut swept = Swept::default();
+    let mut conn = infra.redis.clone();
+    for (rows, dir) in [(inbound, "in"), (outbound, "out")] {
+        for row in rows {
+            let (id, broker_id, lead_id): (i64, i64, i64) =
+                (row.try_get("", "id")?, row.try_get("", "broker_id")?, row.try_get("", "lead_id")?);
+            let key = format!("{}:swept:{dir}:{id}", infra.prefix());
+            let first: bool = conn.set_nx(&key, 1).await?;
+            if !first {
+                continue;
+            }
+            let _: () = conn.expire(&key, 2 * 86_400).await?;
+            if dir == "in" {
+                jobs::enqueue(infra, LlmReply { broker_id, lead_id, message_id: id }).await?;
+                swept.replies += 1;
+            } else {
+                jobs::enqueue(infra, ChannelSend { broker_id, lead_id, message_id: id }).await?;
+                swept.sends += 1;
+            }
+        }
+    }
+    if swept != Swept::default() {
+        tracing::warn!(replies = swept.replies, sends = swept.sends, "stale channel messages enqueued again");
+    }
+    Ok(swept)
+}
