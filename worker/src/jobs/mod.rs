@@ -7,6 +7,8 @@ pub mod csv_import;
 pub mod embedding;
 pub mod noop;
 pub mod notification;
+pub mod voice_call;
+pub mod voice_report;
 
 use shared::Infra;
 use tokio::sync::watch;
@@ -30,6 +32,8 @@ pub fn spawn_consumers(
         spawn.queue(embedding::run, opts.clone()),
         spawn.queue(calendar_sync::run, opts.clone()),
         spawn.queue(notification::run, opts.clone()),
+        spawn.queue(voice_call::run, opts.clone()),
+        spawn.queue(voice_report::run, opts.clone()),
     ]
 }
 
