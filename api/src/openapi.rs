@@ -4,8 +4,9 @@ use poem_openapi::OpenApiService;
 
 use crate::routes::{
     admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, broker_config::BrokerConfigApi, brokers::BrokersApi,
-    calendar::CalendarApi, chat::ChatApi, conversations::ConversationsApi, costs::CostsApi, kb::KbApi, leads::LeadsApi,
-    pipeline::LeadRulesApi, pipeline::PipelineApi, tasks::TasksApi, templates::TemplatesApi, utility::UtilityApi,
+    calendar::CalendarApi, calls::CallsApi, chat::ChatApi, conversations::ConversationsApi, costs::CostsApi, kb::KbApi,
+    leads::LeadsApi, pipeline::LeadRulesApi, pipeline::PipelineApi, tasks::TasksApi, templates::TemplatesApi,
+    utility::UtilityApi, voice_config::VoiceConfigApi,
 };
 
 /// Platform, accounts and administration.
@@ -14,13 +15,13 @@ pub type CoreApis = (UtilityApi, AuthApi, BrokersApi, BrokerConfigApi, AdminApi,
 pub type LeadApis =
     (LeadsApi, LeadRulesApi, PipelineApi, ChatApi, ConversationsApi, KbApi, AppointmentsApi, CalendarApi);
 /// Every feature's routes, grouped (poem-openapi composes tuples of at most 16).
-pub type Apis = (CoreApis, LeadApis, TemplatesApi);
+pub type Apis = (CoreApis, LeadApis, (TemplatesApi, (CallsApi, VoiceConfigApi)));
 
 pub fn apis() -> Apis {
     (
         (UtilityApi, AuthApi, BrokersApi, BrokerConfigApi, AdminApi, TasksApi, CostsApi),
         (LeadsApi, LeadRulesApi, PipelineApi, ChatApi, ConversationsApi, KbApi, AppointmentsApi, CalendarApi),
-        TemplatesApi,
+        (TemplatesApi, (CallsApi, VoiceConfigApi)),
     )
 }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod broker_config;
 pub mod brokers;
 pub mod calendar;
+pub mod calls;
 pub mod chat;
 pub mod conversations;
 pub mod costs;
@@ -15,6 +16,7 @@ pub mod pipeline;
 pub mod tasks;
 pub mod templates;
 pub mod utility;
+pub mod voice_config;
 
 use poem_openapi::Tags;
 
@@ -50,4 +52,6 @@ pub enum ApiTags {
     Utility,
     /// The sales pipeline: board, stage columns, funnel metrics, auto-advance
     Pipeline,
+    /// Outbound AI voice calls through VAPI: start, list, transcripts, metrics, VAPI's webhook
+    Voice,
 }

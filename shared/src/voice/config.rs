@@ -202,12 +202,7 @@ fn check_secret(field: &str, v: &str) -> Result<()> {
 }
 
 /// Changes the broker's voice configuration (ADMIN; SUPERADMIN names `broker_id`).
-pub async fn update(
-    infra: &Infra,
-    ctx: &Ctx,
-    broker_id: Option<i64>,
-    patch: VoiceConfigPatch,
-) -> Result<VoiceConfig> {
+pub async fn update(infra: &Infra, ctx: &Ctx, broker_id: Option<i64>, patch: VoiceConfigPatch) -> Result<VoiceConfig> {
     ctx.require_admin()?;
     let b = ctx.target_broker(broker_id)?;
     ensure_broker(&infra.db, b).await?;

@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 
 use super::model::{TranscriptLine, speaker_from_role};
 use super::service::{stmt, transcript_lines};
-use crate::chat::engine::extract::{Extraction, ExtractCtx, Field, extract};
+use crate::Infra;
+use crate::chat::engine::extract::{ExtractCtx, Extraction, Field, extract};
 use crate::chat::engine::{Profile, merge};
 use crate::chat::{ledger, store};
 use crate::entities::{activity_log, leads, voice_calls};
@@ -32,7 +33,6 @@ use crate::leads::model::{open_metadata, seal_metadata, search_text};
 use crate::leads::repo as lead_repo;
 use crate::leads::rules_service as rules;
 use crate::text::fold;
-use crate::Infra;
 
 /// Longest transcript text kept on the call (reference §7.2).
 pub const MAX_TRANSCRIPT: usize = 12_000;
@@ -48,10 +48,7 @@ pub enum Processed {
 
 /// The conversation lines of a VAPI end-of-call report.
 pub fn lines_from_report(report: &Value) -> Vec<TranscriptLine> {
-    let messages = report
-        .pointer("/artifact/messages")
-        .or_else(|| report.get("messages"))
-        .and_then(Value::as_array);
+    let messages = report.pointer("/artifact/messages").or_else(|| report.get("messages")).and_then(Value::as_array);
     if let Some(items) = messages {
         let lines: Vec<TranscriptLine> = items
             .iter()
@@ -370,7 +367,8 @@ pub async fn run(infra: &Infra, job: &VoiceReport) -> Result<Processed> {
     if fields.iter().any(|f| f == "email")
         && let Some(e) = profile.real_email()
     {
-        let taken = lead_repo::find_by_contact(&txn, lead.broker_id, None, Some(e)).await?.is_some_and(|id| id != lead.id);
+        let taken =
+            lead_repo::find_by_contact(&txn, lead.broker_id, None, Some(e)).await?.is_some_and(|id| id != lead.id);
         if taken {
             meta.insert("contact_email".into(), json!(e));
         } else {

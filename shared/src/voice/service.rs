@@ -175,7 +175,8 @@ pub enum Dialed {
 /// The `voice_call` job: places the stored call at VAPI, at most once per call.
 #[tracing::instrument(skip_all, fields(call_id = job.call_id, broker_id = job.broker_id))]
 pub async fn dial(infra: &Infra, job: &VoiceCall, holder: &str) -> Result<Dialed> {
-    let call = find(&infra.db, job.call_id).await?.filter(|c| c.broker_id == job.broker_id).ok_or(Error::NotFound("Call"))?;
+    let call =
+        find(&infra.db, job.call_id).await?.filter(|c| c.broker_id == job.broker_id).ok_or(Error::NotFound("Call"))?;
     if call.external_call_id.is_some() {
         return Ok(Dialed::Skipped("already placed"));
     }

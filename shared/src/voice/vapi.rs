@@ -52,11 +52,7 @@ pub fn call_body(o: &Outbound<'_>) -> Value {
 /// Places the call; returns VAPI's call object (its `id` is the external call id).
 pub async fn create_call(infra: &Infra, o: &Outbound<'_>) -> Result<Value> {
     let url = format!("{}/call", infra.settings.providers.vapi_base_url);
-    let req = http()
-        .post(url)
-        .bearer_auth(o.api_key)
-        .timeout(infra.settings.providers.timeout)
-        .json(&call_body(o));
+    let req = http().post(url).bearer_auth(o.api_key).timeout(infra.settings.providers.timeout).json(&call_body(o));
     let answer = breaker::VAPI.call(infra, || send_json(SERVICE, req)).await?;
     if answer.get("id").and_then(Value::as_str).is_none_or(str::is_empty) {
         return Err(Error::upstream_transient(SERVICE, Some(200), "VAPI answered without a call id"));

@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::config;
 use super::model::{self, Call, rank, status_from_ended_reason, status_from_vapi};
 use super::service::{self, stmt};
-use super::config;
 use crate::error::{Error, Result};
 use crate::jobs::{self, voice_report::VoiceReport};
 use crate::{Infra, Settings};
@@ -417,7 +417,8 @@ async fn end_of_call(infra: &Infra, call: &Call, message: &Value) -> Result<()> 
         ))
         .await?;
     if stored.rows_affected() > 0 {
-        jobs::enqueue(infra, VoiceReport { broker_id: call.broker_id, lead_id: call.lead_id, call_id: call.id }).await?;
+        jobs::enqueue(infra, VoiceReport { broker_id: call.broker_id, lead_id: call.lead_id, call_id: call.id })
+            .await?;
     }
     Ok(())
 }
@@ -445,16 +446,14 @@ mod tests {
         let secrets = vec!["s3cret".to_string()];
         let body = br#"{"message":{"type":"hang"}}"#;
         let ts = now.timestamp().to_string();
-        let good = AuthHeaders { signature: Some(sign("s3cret", &ts, body)), timestamp: Some(ts.clone()), secret: None };
+        let good =
+            AuthHeaders { signature: Some(sign("s3cret", &ts, body)), timestamp: Some(ts.clone()), secret: None };
         assert!(verify(&secrets, &good, body, now).is_ok());
         let wrong = AuthHeaders { signature: Some(sign("other", &ts, body)), ..good.clone() };
         assert_eq!(verify(&secrets, &wrong, body, now).unwrap_err().status(), 401);
         let stale_ts = (now.timestamp() - 301).to_string();
-        let stale = AuthHeaders {
-            signature: Some(sign("s3cret", &stale_ts, body)),
-            timestamp: Some(stale_ts),
-            secret: None,
-        };
+        let stale =
+            AuthHeaders { signature: Some(sign("s3cret", &stale_ts, body)), timestamp: Some(stale_ts), secret: None };
         assert_eq!(verify(&secrets, &stale, body, now).unwrap_err().status(), 401);
         let tampered = b"{\"message\":{\"type\":\"status-update\"}}";
         assert_eq!(verify(&secrets, &good, tampered, now).unwrap_err().status(), 401);
