@@ -25,5 +25,6 @@ mod queue;
 mod tasks;
 mod templates;
 mod utility;
+mod voice;
 mod worker;
 mod ws;
