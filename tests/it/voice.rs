@@ -187,7 +187,12 @@ fn status(call: &Value, ext: &str, s: &str) -> Value {
 }
 
 fn said(call: &Value, ext: &str, role: &str, text: &str, at_ms: i64) -> Value {
-    event(call, ext, "transcript", json!({"role": role, "transcriptType": "final", "transcript": text, "timestamp": at_ms}))
+    event(
+        call,
+        ext,
+        "transcript",
+        json!({"role": role, "transcriptType": "final", "transcript": text, "timestamp": at_ms}),
+    )
 }
 
 async fn send(app: &TestApp, payload: &Value) -> poem::test::TestResponse {
@@ -300,8 +305,10 @@ async fn a_call_is_placed_through_vapi_and_its_report_qualifies_the_lead() {
     assert_eq!(call["status"], "initiated");
     assert_eq!(call["agent_user_id"], admin.id);
     let id = call["id"].as_i64().unwrap();
-    wait_for("the call to be placed", || async { get_call(&app, &admin, id).await["call"]["external_call_id"].is_string() })
-        .await;
+    wait_for("the call to be placed", || async {
+        get_call(&app, &admin, id).await["call"]["external_call_id"].is_string()
+    })
+    .await;
     let placed = vapi.placed();
     assert_eq!(placed.len(), 1);
     let p = &placed[0];
@@ -325,8 +332,12 @@ async fn a_call_is_placed_through_vapi_and_its_report_qualifies_the_lead() {
     assert!(detail["call"]["started_at"].is_string());
     let speech = event(&call, &ext, "speech-update", json!({"status": "started", "role": "assistant"}));
     assert_eq!(send_ok(&app, &speech).await, json!({"status": "ignored"}));
-    let partial =
-        event(&call, &ext, "transcript", json!({"role": "user", "transcriptType": "partial", "transcript": "Hola, me"}));
+    let partial = event(
+        &call,
+        &ext,
+        "transcript",
+        json!({"role": "user", "transcriptType": "partial", "transcript": "Hola, me"}),
+    );
     send_ok(&app, &partial).await;
     let t0 = chrono::Utc::now().timestamp_millis();
     for (i, (role, text)) in CONVERSATION.iter().enumerate() {
@@ -347,15 +358,19 @@ async fn a_call_is_placed_through_vapi_and_its_report_qualifies_the_lead() {
             frames.push(serde_json::from_str::<Value>(&msg.get_payload::<String>().unwrap()).unwrap());
         }
     }
-    let statuses: Vec<&Value> = frames.iter().filter(|f| f["event"] == "call_status").map(|f| &f["data"]["status"]).collect();
+    let statuses: Vec<&Value> =
+        frames.iter().filter(|f| f["event"] == "call_status").map(|f| &f["data"]["status"]).collect();
     assert_eq!(statuses, ["ringing", "answered"], "queued changes nothing; {frames:?}");
     let transcripts = frames.iter().filter(|f| f["event"] == "call_transcript").count();
     assert_eq!(transcripts, CONVERSATION.len());
     assert!(frames.iter().all(|f| f["data"]["call_id"] == id));
 
     // The end: status, then the report, post-processed by the worker.
-    send_ok(&app, &event(&call, &ext, "status-update", json!({"status": "ended", "endedReason": "customer-ended-call"})))
-        .await;
+    send_ok(
+        &app,
+        &event(&call, &ext, "status-update", json!({"status": "ended", "endedReason": "customer-ended-call"})),
+    )
+    .await;
     assert_eq!(send_ok(&app, &end_of_call_report(&call, &ext)).await, json!({"ok": true}));
     wait_for("the report to be processed", || async {
         get_call(&app, &admin, id).await["call"]["post_processed"] == true
@@ -381,7 +396,8 @@ async fn a_call_is_placed_through_vapi_and_its_report_qualifies_the_lead() {
     assert_eq!(lines[11]["timestamp"], 1.5 + 11.0 * 4.0);
 
     // What the lead said landed on the lead, and the rules ran.
-    let resp = app.client().get(format!("/api/v1/leads/{lead_id}")).header("authorization", admin.bearer()).send().await;
+    let resp =
+        app.client().get(format!("/api/v1/leads/{lead_id}")).header("authorization", admin.bearer()).send().await;
     resp.assert_status_is_ok();
     let lead = body(resp).await;
     let lead = if lead["lead"].is_object() { lead["lead"].clone() } else { lead };
@@ -399,10 +415,12 @@ async fn a_call_is_placed_through_vapi_and_its_report_qualifies_the_lead() {
     assert_ne!(lead["pipeline_stage"], "entrada");
     assert_eq!(c["stage_after_call"], lead["pipeline_stage"]);
     assert!((c["score_delta"].as_f64().unwrap() - (score - before_score)).abs() < 1e-9);
-    let completed: i64 =
-        scalar(&app, &format!("SELECT count(*) FROM activity_log WHERE lead_id = {lead_id} AND action_type = 'call_completed'"))
-            .await
-            .unwrap();
+    let completed: i64 = scalar(
+        &app,
+        &format!("SELECT count(*) FROM activity_log WHERE lead_id = {lead_id} AND action_type = 'call_completed'"),
+    )
+    .await
+    .unwrap();
     assert_eq!(completed, 1);
 }
 
@@ -435,7 +453,10 @@ async fn duplicated_and_out_of_order_events_change_a_call_once() {
     send_ok(&app, &status(&call, &ext, "in-progress")).await;
     let queued: i64 = scalar(
         &app,
-        &format!("SELECT count(*) FROM performed_effects WHERE kind = 'voice_call' AND broker_id = {}", call["broker_id"]),
+        &format!(
+            "SELECT count(*) FROM performed_effects WHERE kind = 'voice_call' AND broker_id = {}",
+            call["broker_id"]
+        ),
     )
     .await
     .unwrap();
@@ -449,10 +470,12 @@ async fn duplicated_and_out_of_order_events_change_a_call_once() {
     assert_eq!(detail["call"]["post_processed"], true);
     assert_eq!(detail["transcript_lines"].as_array().unwrap().len(), CONVERSATION.len());
     let lead_id = call["lead_id"].as_i64().unwrap();
-    let completed: i64 =
-        scalar(&app, &format!("SELECT count(*) FROM activity_log WHERE lead_id = {lead_id} AND action_type = 'call_completed'"))
-            .await
-            .unwrap();
+    let completed: i64 = scalar(
+        &app,
+        &format!("SELECT count(*) FROM activity_log WHERE lead_id = {lead_id} AND action_type = 'call_completed'"),
+    )
+    .await
+    .unwrap();
     assert_eq!(completed, 1, "the report is processed once");
     // A late live line after processing adds nothing.
     send_ok(&app, &said(&call, &ext, "user", "¿Aló?", 1_700_000_099_000)).await;
@@ -534,7 +557,8 @@ async fn tool_calls_merge_once_per_id_and_answer_in_vapis_format() {
     let detail = get_call(&app, &admin, id).await;
     assert_eq!(detail["call"]["summary"], "La clienta Marta busca en Providencia.", "VAPI's summary without an LLM");
     assert_eq!(detail["transcript_lines"].as_array().unwrap().len(), 2, "lines from the transcript text");
-    let resp = app.client().get(format!("/api/v1/leads/{lead_id}")).header("authorization", admin.bearer()).send().await;
+    let resp =
+        app.client().get(format!("/api/v1/leads/{lead_id}")).header("authorization", admin.bearer()).send().await;
     let lead = body(resp).await;
     let lead = if lead["lead"].is_object() { lead["lead"].clone() } else { lead };
     assert_eq!(lead["name"], "Marta Díaz");
@@ -639,7 +663,8 @@ async fn a_sixth_active_call_is_refused_with_429() {
         leads.push(app.lead(&third, json!({"phone": phone()})).await["id"].as_i64().unwrap());
     }
     let starts = leads.iter().map(|l| start_call(&app, &third, json!({"lead_id": l})));
-    let statuses: Vec<u16> = futures_util::future::join_all(starts).await.iter().map(|r| r.0.status().as_u16()).collect();
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(starts).await.iter().map(|r| r.0.status().as_u16()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 5, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 3, "{statuses:?}");
 
@@ -676,8 +701,12 @@ async fn bad_call_requests_are_4xx_with_a_code() {
     let bad_purpose = json!({"lead_id": lead_id, "call_purpose": "vender_humo"});
     let err = expect_error(start_call(&app, &admin, bad_purpose).await, 422, "validation_error").await;
     assert_eq!(err["detail"][0]["loc"], json!(["body", "call_purpose"]));
-    expect_error(start_call(&app, &admin, json!({"lead_id": lead_id, "campaign_id": -1})).await, 422, "validation_error")
-        .await;
+    expect_error(
+        start_call(&app, &admin, json!({"lead_id": lead_id, "campaign_id": -1})).await,
+        422,
+        "validation_error",
+    )
+    .await;
     let resp = app
         .client()
         .post("/api/v1/calls")
@@ -687,8 +716,12 @@ async fn bad_call_requests_are_4xx_with_a_code() {
         .send()
         .await;
     expect_error(resp, 422, "validation_error").await;
-    expect_error(app.client().post("/api/v1/calls").body_json(&json!({"lead_id": lead_id})).send().await, 401, "not_authenticated")
-        .await;
+    expect_error(
+        app.client().post("/api/v1/calls").body_json(&json!({"lead_id": lead_id})).send().await,
+        401,
+        "not_authenticated",
+    )
+    .await;
 
     // A lead without a real phone, and one who opted out.
     app.db()
@@ -762,7 +795,8 @@ async fn calls_and_their_webhooks_stay_within_their_broker() {
     expect_error(start_call(&app, &agent, json!({"lead_id": lead_a})).await, 404, "not_found").await;
     let resp = app.client().get("/api/v1/calls/metrics").header("authorization", agent.bearer()).send().await;
     assert_eq!(body(resp).await["total"], 1);
-    let resp = app.client().get(format!("/api/v1/calls?lead_id={lead_a}")).header("authorization", a.bearer()).send().await;
+    let resp =
+        app.client().get(format!("/api/v1/calls?lead_id={lead_a}")).header("authorization", a.bearer()).send().await;
     assert_eq!(body(resp).await["total"], 1);
 
     // Broker B's own webhook secret does not authenticate messages about A's calls.
@@ -817,15 +851,23 @@ async fn a_retried_voice_call_job_never_dials_twice() {
     let ext = vapi.placed()[0].id.clone();
     // A worker that died after VAPI answered but before the call was linked: the retry finds the
     // recorded result instead of dialling again.
-    app.db().execute_unprepared(&format!("UPDATE voice_calls SET external_call_id = NULL WHERE id = {id}")).await.unwrap();
+    app.db()
+        .execute_unprepared(&format!("UPDATE voice_calls SET external_call_id = NULL WHERE id = {id}"))
+        .await
+        .unwrap();
     dial(&app, &call, 4).await.unwrap();
     assert_eq!(vapi.placed().len(), 1, "no second call");
     assert_eq!(get_call(&app, &admin, id).await["call"]["external_call_id"], ext.as_str());
 
     // A permanent refusal fails the call at once (and frees its slot).
     let (_, refused) = call_for(&app, &admin).await;
-    vapi.set(|v| v.fail = Some((400, json!({"message": ["customer.number must be a valid phone number"],
-                                            "error": "Bad Request", "statusCode": 400}))));
+    vapi.set(|v| {
+        v.fail = Some((
+            400,
+            json!({"message": ["customer.number must be a valid phone number"],
+                                            "error": "Bad Request", "statusCode": 400}),
+        ))
+    });
     let err = dial(&app, &refused, 1).await.unwrap_err();
     assert!(shared::jobs::is_permanent(&err));
     let c = get_call(&app, &admin, refused["id"].as_i64().unwrap()).await;
@@ -914,7 +956,8 @@ async fn the_voice_configuration_is_admin_only_encrypted_and_used_for_calls() {
     // A campaign step places calls through the same function, as the broker.
     let ctx = shared::Ctx::broker_system(broker_id);
     let lead2 = app.lead(&admin, json!({"phone": phone()})).await;
-    let placed = shared::voice::place_call(app.infra(), &ctx, lead2["id"].as_i64().unwrap(), Some(77), None).await.unwrap();
+    let placed =
+        shared::voice::place_call(app.infra(), &ctx, lead2["id"].as_i64().unwrap(), Some(77), None).await.unwrap();
     assert_eq!(placed.call_mode, "outbound");
     assert_eq!(placed.campaign_id, Some(77));
     assert_eq!(placed.agent_user_id, None);

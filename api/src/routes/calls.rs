@@ -26,7 +26,7 @@ pub struct CallsApi;
 
 /// A voice call.
 #[derive(Object)]
-pub struct CallOut {
+pub struct VoiceCallOut {
     pub id: i64,
     pub broker_id: i64,
     pub lead_id: i64,
@@ -62,9 +62,9 @@ pub struct CallOut {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<Call> for CallOut {
+impl From<Call> for VoiceCallOut {
     fn from(c: Call) -> Self {
-        CallOut {
+        VoiceCallOut {
             id: c.id,
             broker_id: c.broker_id,
             lead_id: c.lead_id,
@@ -93,7 +93,7 @@ impl From<Call> for CallOut {
 }
 
 #[derive(Object)]
-pub struct CallIn {
+pub struct VoiceCallIn {
     /// The lead to call (it needs a phone number).
     pub lead_id: i64,
     pub campaign_id: Option<i64>,
@@ -107,8 +107,8 @@ pub struct CallIn {
 }
 
 #[derive(Object)]
-pub struct CallPage {
-    pub data: Vec<CallOut>,
+pub struct VoiceCallPage {
+    pub data: Vec<VoiceCallOut>,
     pub total: u64,
     pub skip: u64,
     pub limit: u64,
@@ -116,7 +116,7 @@ pub struct CallPage {
 
 /// One transcript line.
 #[derive(Object)]
-pub struct TranscriptLineOut {
+pub struct VoiceTranscriptLineOut {
     /// `bot`, `customer` or `agent`
     pub speaker: String,
     pub text: String,
@@ -125,21 +125,21 @@ pub struct TranscriptLineOut {
     pub confidence: Option<f64>,
 }
 
-impl From<TranscriptLine> for TranscriptLineOut {
+impl From<TranscriptLine> for VoiceTranscriptLineOut {
     fn from(l: TranscriptLine) -> Self {
-        TranscriptLineOut { speaker: l.speaker, text: l.text, timestamp: l.timestamp, confidence: l.confidence }
+        VoiceTranscriptLineOut { speaker: l.speaker, text: l.text, timestamp: l.timestamp, confidence: l.confidence }
     }
 }
 
 #[derive(Object)]
-pub struct CallDetail {
-    pub call: CallOut,
+pub struct VoiceCallDetail {
+    pub call: VoiceCallOut,
     /// In the order they were spoken.
-    pub transcript_lines: Vec<TranscriptLineOut>,
+    pub transcript_lines: Vec<VoiceTranscriptLineOut>,
 }
 
 #[derive(Object)]
-pub struct CallMetrics {
+pub struct VoiceCallMetrics {
     pub total: i64,
     /// Initiated, ringing or answered.
     pub active: i64,
@@ -153,9 +153,9 @@ pub struct CallMetrics {
     pub month_start: DateTime<Utc>,
 }
 
-impl From<Metrics> for CallMetrics {
+impl From<Metrics> for VoiceCallMetrics {
     fn from(m: Metrics) -> Self {
-        CallMetrics {
+        VoiceCallMetrics {
             total: m.total,
             active: m.active,
             this_month: m.this_month,
@@ -170,10 +170,10 @@ impl From<Metrics> for CallMetrics {
 }
 
 #[derive(ApiResponse)]
-pub enum CallCreated {
+pub enum VoiceCallCreated {
     /// The call is stored as `initiated`; the worker places it at VAPI.
     #[oai(status = 201)]
-    Created(Json<CallOut>),
+    Created(Json<VoiceCallOut>),
 }
 
 fn default_limit() -> u64 {
@@ -181,10 +181,10 @@ fn default_limit() -> u64 {
 }
 
 impl CallsApi {
-    async fn start(state: &AppState, auth: &Auth, body: CallIn) -> ApiResult<CallCreated> {
+    async fn start(state: &AppState, auth: &Auth, body: VoiceCallIn) -> ApiResult<VoiceCallCreated> {
         let purpose = body.call_purpose.or(body.agent_type).filter(|p| !p.trim().is_empty() && p != "default");
         let call = service::place_call(&state.infra, auth, body.lead_id, body.campaign_id, purpose.as_deref()).await?;
-        Ok(CallCreated::Created(Json(call.into())))
+        Ok(VoiceCallCreated::Created(Json(call.into())))
     }
 
     async fn receive(state: &AppState, req: &Request, body: Vec<u8>) -> ApiResult<Json<Value>> {
@@ -208,13 +208,23 @@ impl CallsApi {
     /// 404 for a lead the caller cannot see; 422 `invalid_phone` when it has no phone to call; 409
     /// `lead_opted_out`; 400 `voice_not_configured`; 429 when the broker already has 5 active calls.
     #[oai(path = "/api/v1/calls", method = "post", operation_id = "calls_create")]
-    async fn create(&self, state: Data<&AppState>, auth: Auth, body: JsonBody<CallIn>) -> ApiResult<CallCreated> {
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        body: JsonBody<VoiceCallIn>,
+    ) -> ApiResult<VoiceCallCreated> {
         Self::start(&state, &auth, body.0).await
     }
 
     /// Start an outbound AI voice call (alias of `POST /api/v1/calls`)
     #[oai(path = "/api/v1/calls/initiate", method = "post", operation_id = "calls_initiate")]
-    async fn initiate(&self, state: Data<&AppState>, auth: Auth, body: JsonBody<CallIn>) -> ApiResult<CallCreated> {
+    async fn initiate(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        body: JsonBody<VoiceCallIn>,
+    ) -> ApiResult<VoiceCallCreated> {
         Self::start(&state, &auth, body.0).await
     }
 
@@ -242,7 +252,7 @@ impl CallsApi {
         broker_id: Query<Option<i64>>,
         #[oai(default, validator(minimum(value = "0")))] skip: Query<u64>,
         #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<u64>,
-    ) -> ApiResult<Json<CallPage>> {
+    ) -> ApiResult<Json<VoiceCallPage>> {
         let q = ListQuery {
             lead_id: lead_id.0,
             status: status.0,
@@ -254,7 +264,12 @@ impl CallsApi {
             limit: limit.0,
         };
         let (calls, total) = service::list(&state.infra, &auth, &q).await?;
-        Ok(Json(CallPage { data: calls.into_iter().map(Into::into).collect(), total, skip: q.skip, limit: q.limit }))
+        Ok(Json(VoiceCallPage {
+            data: calls.into_iter().map(Into::into).collect(),
+            total,
+            skip: q.skip,
+            limit: q.limit,
+        }))
     }
 
     /// Call counts by status, purpose and mode, and durations
@@ -265,15 +280,15 @@ impl CallsApi {
         auth: Auth,
         /// SUPERADMIN: one broker (all when omitted)
         broker_id: Query<Option<i64>>,
-    ) -> ApiResult<Json<CallMetrics>> {
+    ) -> ApiResult<Json<VoiceCallMetrics>> {
         Ok(Json(service::metrics(&state.infra, &auth, broker_id.0).await?.into()))
     }
 
     /// One call with its transcript lines
     #[oai(path = "/api/v1/calls/:call_id", method = "get", operation_id = "calls_get")]
-    async fn get(&self, state: Data<&AppState>, auth: Auth, call_id: Path<i64>) -> ApiResult<Json<CallDetail>> {
+    async fn get(&self, state: Data<&AppState>, auth: Auth, call_id: Path<i64>) -> ApiResult<Json<VoiceCallDetail>> {
         let (call, lines) = service::get(&state.infra, &auth, call_id.0).await?;
-        Ok(Json(CallDetail { call: call.into(), transcript_lines: lines.into_iter().map(Into::into).collect() }))
+        Ok(Json(VoiceCallDetail { call: call.into(), transcript_lines: lines.into_iter().map(Into::into).collect() }))
     }
 
     /// VAPI webhook receiver (called by VAPI)
