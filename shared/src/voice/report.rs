@@ -209,9 +209,17 @@ fn tool_answers(call_output: &Value) -> Vec<TranscriptLine> {
 
 /// An extractive summary: how the call went, the facts found, and the lead's most telling lines.
 pub fn extractive_summary(status: &str, duration: Option<i32>, lines: &[TranscriptLine], profile: &Profile) -> String {
+    let word = match status {
+        "completed" => "completada",
+        "failed" => "fallida",
+        "no_answer" => "sin respuesta",
+        "busy" => "ocupada",
+        "cancelled" => "cancelada",
+        _ => "en curso",
+    };
     let mut parts = vec![match duration {
-        Some(d) => format!("Llamada {status} ({d} s)."),
-        None => format!("Llamada {status}."),
+        Some(d) => format!("Llamada {word} ({d} s)."),
+        None => format!("Llamada {word}."),
     }];
     let mut facts = Vec::new();
     if let Some(n) = profile.real_name() {
@@ -227,7 +235,14 @@ pub fn extractive_summary(status: &str, duration: Option<i32>, lines: &[Transcri
         facts.push(format!("ingreso mensual {i} CLP"));
     }
     if let Some(d) = profile.dicom_status {
-        facts.push(format!("DICOM {}", d.as_str()));
+        facts.push(
+            match d {
+                DicomStatus::Clean => "sin DICOM",
+                DicomStatus::HasDebt => "en DICOM",
+                DicomStatus::Unknown => "DICOM por verificar",
+            }
+            .to_string(),
+        );
     }
     if let Some(i) = profile.intent {
         facts.push(format!("intención {}", i.as_str()));
@@ -415,4 +430,66 @@ pub async fn run(infra: &Infra, job: &VoiceReport) -> Result<Processed> {
     rules::publish(infra, &outcome).await;
     tracing::info!(call_id = call.id, fields = ?fields, score_delta, "call post-processed");
     Ok(Processed::Done { fields, score_delta })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(speaker: &str, text: &str) -> TranscriptLine {
+        TranscriptLine { speaker: speaker.into(), text: text.into(), timestamp: 0.0, confidence: None }
+    }
+
+    #[test]
+    fn report_lines_come_from_messages_else_from_the_transcript_text() {
+        let report = json!({"artifact": {"messages": [
+            {"role": "system", "message": "prompt"},
+            {"role": "bot", "message": "Hola", "secondsFromStart": 0.4},
+            {"role": "user", "message": " Hola \u{0} ", "secondsFromStart": 2.0},
+            {"role": "tool_call_result", "message": "ok"},
+        ]}});
+        let lines = lines_from_report(&report);
+        assert_eq!(lines.len(), 2);
+        assert_eq!((lines[1].speaker.as_str(), lines[1].text.as_str(), lines[1].timestamp), ("customer", "Hola", 2.0));
+        let text_only = json!({"artifact": {"transcript": "AI: Buenas\nUser: Me llamo Ana\nruido sin hablante"}});
+        let lines = lines_from_report(&text_only);
+        assert_eq!(lines.iter().map(|l| l.speaker.as_str()).collect::<Vec<_>>(), ["bot", "customer"]);
+        assert!(lines_from_report(&Value::Null).is_empty());
+    }
+
+    #[test]
+    fn a_bare_answer_is_read_as_the_answer_to_what_was_asked() {
+        assert_eq!(asked_in("¿Con quién hablo?"), vec![Field::Name]);
+        assert_eq!(asked_in("¿Estás en DICOM?"), vec![Field::Dicom]);
+        let lines = [
+            line("bot", "¿Cuál es tu nombre?"),
+            line("customer", "Carla Muñoz"),
+            line("bot", "¿Estás en DICOM?"),
+            line("customer", "no"),
+        ];
+        let (p, changes, _) = extract_call(&Profile::default(), &lines, Utc::now());
+        assert_eq!(p.name.as_deref(), Some("Carla Muñoz"));
+        assert_eq!(p.dicom_status, Some(DicomStatus::Clean));
+        assert!(changes.iter().any(|c| c.field == Field::Name));
+        // The assistant's own words are never read as the lead's.
+        let (p, _, _) = extract_call(&Profile::default(), &[line("bot", "Me llamo Sofía, vivo en Ñuñoa")], Utc::now());
+        assert_eq!(p, Profile::default());
+    }
+
+    #[test]
+    fn transcripts_are_labelled_and_cut() {
+        assert_eq!(transcript_text(&[line("bot", "Hola"), line("customer", "Hola")]), "Asistente: Hola\nCliente: Hola");
+        let long = transcript_text(&[line("customer", &"a".repeat(MAX_TRANSCRIPT + 10))]);
+        assert!(long.ends_with("[… transcripción truncada]"));
+        assert!(long.chars().count() < MAX_TRANSCRIPT + 40);
+    }
+
+    #[test]
+    fn the_extractive_summary_names_the_facts_and_quotes_the_lead() {
+        let p = Profile { location: Some("Ñuñoa".into()), monthly_income: Some(900_000), ..Profile::default() };
+        let s = extractive_summary("completed", Some(40), &[line("customer", "Busco algo en Ñuñoa")], &p);
+        assert!(s.starts_with("Llamada completada (40 s)."), "{s}");
+        assert!(s.contains("comuna Ñuñoa") && s.contains("«Busco algo en Ñuñoa»"), "{s}");
+        assert!(extractive_summary("no_answer", None, &[], &Profile::default()).contains("no habló"));
+    }
 }
