@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::model::{TranscriptLine, speaker_from_role};
 use super::service::{stmt, transcript_lines};
 use crate::Infra;
-use crate::chat::engine::extract::{ExtractCtx, Extraction, Field, extract};
+use crate::chat::engine::extract::{DicomStatus, ExtractCtx, Extraction, Field, extract};
 use crate::chat::engine::{Profile, merge};
 use crate::chat::{ledger, store};
 use crate::entities::{activity_log, leads, voice_calls};
