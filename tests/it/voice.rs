@@ -627,6 +627,31 @@ async fn wrong_or_stale_webhook_credentials_are_401_and_change_nothing() {
     let resp = send(&app, &json!({"message": {"call": {"id": ext}}})).await;
     expect_error(resp, 422, "validation_error").await;
 
+    // A message that arrives before the job recorded VAPI's id links the call, once authenticated.
+    let (_, fresh) = call_for(&app, &admin).await;
+    let fresh_id = fresh["id"].as_i64().unwrap();
+    let early = status(&fresh, "ext-early", "ringing").to_string();
+    let resp = app
+        .client()
+        .post("/api/v1/calls/webhook")
+        .header("x-vapi-secret", "nope")
+        .content_type("application/json")
+        .body(early.clone())
+        .send()
+        .await;
+    expect_error(resp, 401, "not_authenticated").await;
+    assert!(get_call(&app, &admin, fresh_id).await["call"]["external_call_id"].is_null(), "nothing linked");
+    send_ok(&app, &serde_json::from_str(&early).unwrap()).await;
+    let c = get_call(&app, &admin, fresh_id).await;
+    assert_eq!(c["call"]["external_call_id"], "ext-early");
+    assert_eq!(c["call"]["status"], "ringing");
+    // The job then finds the call linked and does not dial it.
+    dial(&app, &fresh, 1).await.unwrap();
+    assert_eq!(vapi.placed().len(), 1);
+    // A body without a content type is refused with a 4xx.
+    let resp = app.client().post("/api/v1/calls/webhook").header("x-vapi-secret", SECRET).body(early).send().await;
+    assert!(resp.0.status().is_client_error(), "{}", resp.0.status());
+
     // Without any webhook secret the endpoint says voice is not configured.
     let bare = TestApp::spawn().await;
     let resp = bare

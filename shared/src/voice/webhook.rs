@@ -112,41 +112,49 @@ fn id_at(v: &Value, path: &[&str]) -> Option<i64> {
 }
 
 /// The call a message is about: by VAPI's call id, else by our id in the call's metadata (only
-/// while that call is not linked to another VAPI call).
-async fn locate(infra: &Infra, message: &Value) -> Result<Option<Call>> {
+/// while that call is not linked to another VAPI call). Reads only; the second value is the VAPI
+/// id to link the call to, once the message is authenticated.
+async fn locate(infra: &Infra, message: &Value) -> Result<(Option<Call>, Option<String>)> {
     let external = str_at(message, &["call", "id"]);
     if let Some(ext) = external {
         let sql = format!("SELECT {} FROM voice_calls WHERE external_call_id = $1", model::COLUMNS);
         if let Some(r) = infra.db.query_one_raw(stmt(&sql, vec![ext.into()])).await? {
-            return Ok(Some(Call::decode(&r)?));
+            return Ok((Some(Call::decode(&r)?), None));
         }
     }
     let Some(id) = id_at(message, &["call", "metadata", "call_id"]) else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let Some(call) = service::find(&infra.db, id).await? else {
-        return Ok(None);
+        return Ok((None, None));
     };
-    match (&call.external_call_id, external) {
-        (None, Some(ext)) => {
-            let linked = infra
-                .db
-                .execute_raw(stmt(
-                    "UPDATE voice_calls SET external_call_id = $2, updated_at = now() \
-                     WHERE id = $1 AND external_call_id IS NULL",
-                    vec![call.id.into(), ext.into()],
-                ))
-                .await;
-            if let Err(e) = linked {
-                tracing::warn!(call_id = call.id, error = %e, "could not link the VAPI call id");
-                return Ok(None);
-            }
-            Ok(service::find(&infra.db, call.id).await?)
+    Ok(match (&call.external_call_id, external) {
+        (None, Some(ext)) => (Some(call), Some(ext.to_string())),
+        (Some(_), Some(_)) => (None, None),
+        (_, None) => (Some(call), None),
+    })
+}
+
+/// Links `call` to VAPI's call id `ext` (the call was placed, but its job has not recorded the id
+/// yet). `None` when another call already has that id.
+async fn link(infra: &Infra, call: Call, ext: &str) -> Result<Option<Call>> {
+    let linked = infra
+        .db
+        .execute_raw(stmt(
+            "UPDATE voice_calls SET external_call_id = $2, updated_at = now() WHERE id = $1 AND external_call_id IS NULL",
+            vec![call.id.into(), ext.into()],
+        ))
+        .await;
+    match linked {
+        Ok(_) => {
+            let now = service::find(&infra.db, call.id).await?;
+            Ok(now.filter(|c| c.external_call_id.as_deref() == Some(ext)))
         }
-        (None, None) => Ok(Some(call)),
-        (Some(mine), Some(ext)) if mine == ext => Ok(Some(call)),
-        (Some(_), None) => Ok(Some(call)),
-        _ => Ok(None),
+        Err(e) if crate::db::unique_constraint(&e).is_some() => {
+            tracing::warn!(call_id = call.id, "the VAPI call id belongs to another call");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -172,7 +180,7 @@ fn phone_number_id(message: &Value) -> Option<&str> {
 pub async fn handle(infra: &Infra, headers: &AuthHeaders, raw: &[u8]) -> Result<Value> {
     let payload: Option<Value> = serde_json::from_slice(raw).ok();
     let message = payload.as_ref().and_then(|p| p.get("message")).cloned().unwrap_or(Value::Null);
-    let call = if message.is_object() { locate(infra, &message).await? } else { None };
+    let (call, to_link) = if message.is_object() { locate(infra, &message).await? } else { (None, None) };
     let phone_broker = match (&call, phone_number_id(&message)) {
         (None, Some(p)) => broker_of_phone_number(infra, p).await?,
         _ => None,
@@ -182,6 +190,10 @@ pub async fn handle(infra: &Infra, headers: &AuthHeaders, raw: &[u8]) -> Result<
     if payload.is_none() {
         return Err(Error::invalid_body("message", "The body is not valid JSON"));
     }
+    let call = match (call, to_link) {
+        (Some(c), Some(ext)) => link(infra, c, &ext).await?,
+        (call, _) => call,
+    };
     let kind = str_at(&message, &["type"]).ok_or_else(|| Error::invalid_body("message", "message.type is required"))?;
     tracing::debug!(kind, call_id = call.as_ref().map(|c| c.id), "VAPI server message");
     if kind == "assistant-request" {
