@@ -998,3 +998,70 @@ async fn the_voice_configuration_is_admin_only_encrypted_and_used_for_calls() {
     env_number["message"]["call"]["phoneNumberId"] = json!("pn_env");
     assert_eq!(send_ok(&app, &env_number).await, json!({"assistantId": "asst_env"}));
 }
+
+/// An OpenAI-compatible chat server that answers every completion with `text` and records the prompts.
+async fn fake_openai(text: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
+    use poem::listener::{Acceptor, Listener, TcpListener};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let endpoint = poem::endpoint::make(move |mut req: Request| {
+        let record = record.clone();
+        async move {
+            let raw = req.take_body().into_bytes().await.unwrap_or_default();
+            record.lock().unwrap().push(serde_json::from_slice::<Value>(&raw).unwrap_or(Value::Null));
+            reply(
+                200,
+                json!({"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                    "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 420, "completion_tokens": 35, "total_tokens": 455}}),
+            )
+        }
+    });
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+    let addr = acceptor.local_addr()[0].as_socket_addr().copied().unwrap();
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(endpoint));
+    (format!("http://{addr}/v1"), seen)
+}
+
+#[tokio::test]
+async fn with_an_llm_configured_the_call_summary_is_its_and_is_costed() {
+    let vapi = fake_vapi().await;
+    let (llm, prompts) = fake_openai("Juan busca departamento en Ñuñoa, califica y quiere visitar el sábado.").await;
+    let base = vapi.base.clone();
+    let app = TestApp::spawn_with(move |k| match k {
+        "VAPI_BASE_URL" => Some(base.clone()),
+        "VAPI_API_KEY" => Some(API_KEY.into()),
+        "VAPI_PHONE_NUMBER_ID" => Some("pn_env".into()),
+        "VAPI_ASSISTANT_ID" => Some("asst_env".into()),
+        "VAPI_WEBHOOK_SECRET" => Some(SECRET.into()),
+        "LLM_PROVIDER" => Some("openai".into()),
+        "OPENAI_API_KEY" => Some("sk-test".into()),
+        "OPENAI_BASE_URL" => Some(llm.clone()),
+        "OPENAI_MODEL" => Some("gpt-4o-mini".into()),
+        "LLM_RETRIES" => Some("0".into()),
+        "PROVIDER_TIMEOUT_MS" => Some("3000".into()),
+        _ => None,
+    })
+    .await;
+    let admin = app.new_broker().await;
+    let (lead_id, call) = call_for(&app, &admin).await;
+    dial(&app, &call, 1).await.unwrap();
+    let ext = vapi.placed()[0].id.clone();
+    send_ok(&app, &end_of_call_report(&call, &ext)).await;
+    report(&app, &call).await.unwrap();
+    let detail = get_call(&app, &admin, call["id"].as_i64().unwrap()).await;
+    assert_eq!(detail["call"]["summary"], "Juan busca departamento en Ñuñoa, califica y quiere visitar el sábado.");
+    let sent = prompts.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].to_string().contains("Busco un departamento en Ñuñoa"), "the transcript is what is summarised");
+    let costed: i64 = scalar(
+        &app,
+        &format!(
+            "SELECT count(*) FROM llm_calls WHERE lead_id = {lead_id} AND call_type = 'summary' AND input_tokens = 420"
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(costed, 1);
+}
