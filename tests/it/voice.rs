@@ -1065,3 +1065,33 @@ async fn with_an_llm_configured_the_call_summary_is_its_and_is_costed() {
     .unwrap();
     assert_eq!(costed, 1);
 }
+
+#[tokio::test]
+async fn calls_that_will_never_finish_stop_holding_a_slot() {
+    let vapi = fake_vapi().await;
+    let app = app_with(&vapi).await;
+    let admin = app.new_broker().await;
+    let (_, lost) = call_for(&app, &admin).await;
+    let (_, silent) = call_for(&app, &admin).await;
+    let (_, fine) = call_for(&app, &admin).await;
+    dial(&app, &silent, 1).await.unwrap();
+    dial(&app, &fine, 1).await.unwrap();
+    let ext = vapi.placed()[1].id.clone();
+    send_ok(&app, &status(&fine, &ext, "in-progress")).await;
+    app.db()
+        .execute_unprepared(&format!(
+            "UPDATE voice_calls SET created_at = now() - interval '31 minutes', updated_at = now() - interval '31 minutes' \
+             WHERE id = {}; UPDATE voice_calls SET updated_at = now() - interval '4 hours' WHERE id = {}; \
+             UPDATE voice_calls SET created_at = now() - interval '1 hour' WHERE id = {}",
+            lost["id"], silent["id"], fine["id"]
+        ))
+        .await
+        .unwrap();
+    assert_eq!(shared::voice::service::expire_stale(app.infra(), chrono::Utc::now()).await.unwrap(), 2);
+    let l = get_call(&app, &admin, lost["id"].as_i64().unwrap()).await["call"].clone();
+    assert_eq!((l["status"].as_str(), l["ended_reason"].as_str()), (Some("failed"), Some("never_placed")));
+    assert_eq!(get_call(&app, &admin, silent["id"].as_i64().unwrap()).await["call"]["status"], "failed");
+    let f = get_call(&app, &admin, fine["id"].as_i64().unwrap()).await["call"].clone();
+    assert_eq!(f["status"], "answered", "a live call is left alone");
+    assert!(worker::schedules::defaults().iter().any(|s| s.name == "expire_stale_calls"));
+}

@@ -426,3 +426,31 @@ pub async fn metrics(infra: &Infra, ctx: &Ctx, broker_id: Option<i64>) -> Result
         month_start,
     })
 }
+
+/// A call still `initiated` without a VAPI id after this long was never placed (its job is dead or
+/// lost) …
+pub const NEVER_PLACED_AFTER: Duration = Duration::from_secs(30 * 60);
+/// … and an active call VAPI has said nothing about for this long is over.
+pub const SILENT_AFTER: Duration = Duration::from_secs(3 * 3600);
+
+/// Fails the calls that hold an active slot but will never finish (see [`NEVER_PLACED_AFTER`],
+/// [`SILENT_AFTER`]), so a lost job or a missed webhook cannot block a broker's calls for ever.
+/// Returns how many were failed.
+pub async fn expire_stale(infra: &Infra, now: DateTime<Utc>) -> Result<u64> {
+    let never = now - chrono::Duration::from_std(NEVER_PLACED_AFTER).unwrap_or_default();
+    let silent = now - chrono::Duration::from_std(SILENT_AFTER).unwrap_or_default();
+    let res = infra
+        .db
+        .execute_raw(stmt(
+            "UPDATE voice_calls SET status = 'failed', completed_at = now(), updated_at = now(), \
+               ended_reason = CASE WHEN external_call_id IS NULL THEN 'never_placed' ELSE 'no_news_from_vapi' END \
+             WHERE status IN ('initiated', 'ringing', 'answered') \
+               AND ((external_call_id IS NULL AND status = 'initiated' AND created_at < $1) OR updated_at < $2)",
+            vec![never.into(), silent.into()],
+        ))
+        .await?;
+    if res.rows_affected() > 0 {
+        tracing::warn!(calls = res.rows_affected(), "stale active calls failed");
+    }
+    Ok(res.rows_affected())
+}
