@@ -824,6 +824,13 @@ async fn calls_and_their_webhooks_stay_within_their_broker() {
         app.client().get(format!("/api/v1/calls?lead_id={lead_a}")).header("authorization", a.bearer()).send().await;
     assert_eq!(body(resp).await["total"], 1);
 
+    let resp =
+        app.client().get(format!("/api/v1/calls/leads/{lead_a}")).header("authorization", a.bearer()).send().await;
+    assert_eq!(body(resp).await["data"][0]["id"], id_a);
+    let resp =
+        app.client().get(format!("/api/v1/calls/leads/{lead_a}")).header("authorization", b.bearer()).send().await;
+    expect_error(resp, 404, "not_found").await;
+
     // Broker B's own webhook secret does not authenticate messages about A's calls.
     let resp = app
         .client()

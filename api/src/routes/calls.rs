@@ -114,6 +114,11 @@ pub struct VoiceCallPage {
     pub limit: u64,
 }
 
+#[derive(Object)]
+pub struct VoiceCallList {
+    pub data: Vec<VoiceCallOut>,
+}
+
 /// One transcript line.
 #[derive(Object)]
 pub struct VoiceTranscriptLineOut {
@@ -282,6 +287,13 @@ impl CallsApi {
         broker_id: Query<Option<i64>>,
     ) -> ApiResult<Json<VoiceCallMetrics>> {
         Ok(Json(service::metrics(&state.infra, &auth, broker_id.0).await?.into()))
+    }
+
+    /// The calls of one lead, newest first (the reference service's path)
+    #[oai(path = "/api/v1/calls/leads/:lead_id", method = "get", operation_id = "calls_for_lead")]
+    async fn for_lead(&self, state: Data<&AppState>, auth: Auth, lead_id: Path<i64>) -> ApiResult<Json<VoiceCallList>> {
+        let calls = service::for_lead(&state.infra, &auth, lead_id.0).await?;
+        Ok(Json(VoiceCallList { data: calls.into_iter().map(Into::into).collect() }))
     }
 
     /// One call with its transcript lines

@@ -454,3 +454,10 @@ pub async fn expire_stale(infra: &Infra, now: DateTime<Utc>) -> Result<u64> {
     }
     Ok(res.rows_affected())
 }
+
+/// The calls of one lead the caller may see, newest first (404 for a lead it cannot see).
+pub async fn for_lead(infra: &Infra, ctx: &Ctx, lead_id: i64) -> Result<Vec<Call>> {
+    lead_repo::find_visible(&infra.db, ctx, lead_id).await?;
+    let q = ListQuery { lead_id: Some(lead_id), limit: 200, ..ListQuery::default() };
+    Ok(list(infra, ctx, &q).await?.0)
+}
