@@ -417,7 +417,7 @@ async fn a_call_is_placed_through_vapi_and_its_report_qualifies_the_lead() {
     assert!((c["score_delta"].as_f64().unwrap() - (score - before_score)).abs() < 1e-9);
     let completed: i64 = scalar(
         &app,
-        &format!("SELECT count(*) FROM activity_log WHERE lead_id = {lead_id} AND action_type = 'call_completed'"),
+        &format!("SELECT count(*) FROM activity_log WHERE lead_id = {lead_id} AND action_type = 'call_ended'"),
     )
     .await
     .unwrap();
@@ -472,7 +472,7 @@ async fn duplicated_and_out_of_order_events_change_a_call_once() {
     let lead_id = call["lead_id"].as_i64().unwrap();
     let completed: i64 = scalar(
         &app,
-        &format!("SELECT count(*) FROM activity_log WHERE lead_id = {lead_id} AND action_type = 'call_completed'"),
+        &format!("SELECT count(*) FROM activity_log WHERE lead_id = {lead_id} AND action_type = 'call_ended'"),
     )
     .await
     .unwrap();
@@ -756,6 +756,8 @@ async fn bad_call_requests_are_4xx_with_a_code() {
     expect_error(start_call(&app, &admin, json!({"lead_id": lead_id})).await, 422, "invalid_phone").await;
     let quiet = app.lead(&admin, json!({"phone": phone(), "lead_metadata": {"opted_out": true}})).await;
     expect_error(start_call(&app, &admin, json!({"lead_id": quiet["id"]})).await, 409, "lead_opted_out").await;
+    let tagged = app.lead(&admin, json!({"phone": phone(), "tags": ["no_contactar"]})).await;
+    expect_error(start_call(&app, &admin, json!({"lead_id": tagged["id"]})).await, 409, "lead_opted_out").await;
 
     // List filters.
     let client = app.client();

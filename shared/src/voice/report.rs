@@ -393,7 +393,10 @@ pub async fn run(infra: &Infra, job: &VoiceReport) -> Result<Processed> {
     }
     am.search_text = Set(search_text(name.as_deref(), lead.phone.as_deref(), email.as_deref()));
     am.metadata = Set(seal_metadata(&infra.cipher, meta));
-    am.last_contacted = Set(Some(now));
+    // Only a call the lead spoke in counts as contact (inactivity rules read `last_contacted`).
+    if lines.iter().any(|l| l.speaker == "customer") {
+        am.last_contacted = Set(Some(now));
+    }
     am.updated_at = Set(now);
     let lead = am.update(&txn).await?;
     let row = |action: &str, details: Value| activity_log::ActiveModel {
@@ -405,7 +408,7 @@ pub async fn run(infra: &Infra, job: &VoiceReport) -> Result<Processed> {
         ..Default::default()
     };
     let mut rows = vec![row(
-        "call_completed",
+        "call_ended",
         json!({"call_id": call.id, "status": locked.status, "duration": locked.duration, "summary": summary}),
     )];
     if !fields.is_empty() {

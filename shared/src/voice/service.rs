@@ -76,7 +76,7 @@ pub async fn find(db: &impl ConnectionTrait, id: i64) -> Result<Option<Call>> {
 /// callable phone, 409 `lead_opted_out`, 400 `voice_not_configured`, 429 at
 /// [`MAX_ACTIVE_PER_BROKER`] active calls. The call is stored as `initiated` and `voice_call`
 /// dials it.
-#[tracing::instrument(skip_all, fields(lead_id, campaign_id))]
+#[tracing::instrument(skip_all, fields(lead_id = lead_id, campaign_id = ?campaign_id, broker_id = ctx.broker_id))]
 pub async fn place_call(
     infra: &Infra,
     ctx: &Ctx,
@@ -98,8 +98,7 @@ pub async fn place_call(
             FieldError::body("lead_id", "The lead has no phone number that can be called", "phone"),
         ));
     };
-    let meta = open_metadata(&infra.cipher, lead.metadata.clone());
-    if meta.get("opted_out").and_then(Value::as_bool).unwrap_or(false) {
+    if opted_out(&lead, &open_metadata(&infra.cipher, lead.metadata.clone())) {
         return Err(Error::conflict("lead_opted_out", "The lead asked not to be contacted"));
     }
     config::resolve(infra, config::row(&infra.db, lead.broker_id).await?.as_ref(), purpose)?;
@@ -161,6 +160,19 @@ pub async fn place_call(
     }
     tracing::info!(call_id = call.id, broker_id = call.broker_id, "call initiated");
     Ok(call)
+}
+
+/// The lead asked not to be contacted (the same signals the lead rules read: the engine's memory, a
+/// metadata flag, an opt-out tag).
+fn opted_out(lead: &leads::Model, meta: &Map<String, Value>) -> bool {
+    let flag = |v: Option<&Value>| v.and_then(Value::as_bool).unwrap_or(false);
+    flag(meta.get("engine").and_then(|e| e.get("opted_out")))
+        || flag(meta.get("opted_out"))
+        || flag(meta.get("do_not_contact"))
+        || lead
+            .tags
+            .as_array()
+            .is_some_and(|t| t.iter().filter_map(Value::as_str).any(|t| matches!(t, "opt_out" | "no_contactar")))
 }
 
 /// What [`dial`] did.
