@@ -701,6 +701,30 @@ async fn a_sixth_active_call_is_refused_with_429() {
     assert_eq!(get_call(&app, &admin, calls[0]["id"].as_i64().unwrap()).await["call"]["status"], "busy");
     start_call(&app, &admin, json!({"lead_id": lead["id"]})).await.assert_status(StatusCode::CREATED);
 
+    // The list's filters and paging.
+    let total = |q: &str| {
+        let client = app.client();
+        let bearer = admin.bearer();
+        let url = format!("/api/v1/calls?{q}");
+        async move {
+            let resp = client.get(url).header("authorization", bearer).send().await;
+            resp.assert_status_is_ok();
+            body(resp).await
+        }
+    };
+    assert_eq!(total("status=busy").await["total"], 1);
+    assert_eq!(total("status=initiated").await["total"], 5);
+    assert_eq!(total("call_purpose=calificacion_inicial").await["total"], 5);
+    assert_eq!(total("call_purpose=reactivacion").await["total"], 0);
+    let earlier = (chrono::Utc::now() - chrono::Duration::days(2)).format("%Y-%m-%d").to_string();
+    assert_eq!(total(&format!("date_from={earlier}")).await["total"], 6);
+    assert_eq!(total("date_to=2020-01-01").await["total"], 0);
+    let page = total("skip=4&limit=4").await;
+    assert_eq!((page["total"].as_i64(), page["data"].as_array().unwrap().len()), (Some(6), 2));
+    assert_eq!((page["skip"].as_i64(), page["limit"].as_i64()), (Some(4), Some(4)));
+    let first = total("limit=1").await;
+    assert_eq!(first["data"][0]["lead_id"], lead["id"], "newest first");
+
     let metrics = app.client().get("/api/v1/calls/metrics").header("authorization", admin.bearer()).send().await;
     metrics.assert_status_is_ok();
     let m = body(metrics).await;
