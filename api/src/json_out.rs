@@ -60,13 +60,16 @@ impl<T: Type + Serialize + Send> ApiResponse for JsonOut<T> {
 /// Serialises timestamps exactly as poem-openapi does (`to_rfc3339`: `2026-01-31T12:00:00.123456+00:00`),
 /// so every endpoint writes times the same way, but straight into the output without a `String` each.
 pub mod rfc3339 {
-    use chrono::{DateTime, Utc};
+    use chrono::{DateTime, TimeZone, Utc};
     use serde::Serializer;
 
     /// The format `DateTime::to_rfc3339` uses.
     const FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.f%:z";
 
-    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer, Tz: TimeZone>(t: &DateTime<Tz>, s: S) -> Result<S::Ok, S::Error>
+    where
+        Tz::Offset: std::fmt::Display,
+    {
         s.collect_str(&t.format(FORMAT))
     }
 
@@ -95,6 +98,10 @@ pub mod rfc3339 {
                 let mut out = Vec::new();
                 super::serialize(&t, &mut serde_json::Serializer::new(&mut out)).unwrap();
                 assert_eq!(String::from_utf8(out).unwrap(), format!("\"{}\"", t.to_rfc3339()));
+                let santiago = t.with_timezone(&chrono::FixedOffset::west_opt(3 * 3600).unwrap());
+                let mut out = Vec::new();
+                super::serialize(&santiago, &mut serde_json::Serializer::new(&mut out)).unwrap();
+                assert_eq!(String::from_utf8(out).unwrap(), format!("\"{}\"", santiago.to_rfc3339()));
             }
         }
     }

@@ -4,9 +4,9 @@ use poem_openapi::OpenApiService;
 
 use crate::routes::{
     admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, broker_config::BrokerConfigApi, brokers::BrokersApi,
-    calendar::CalendarApi, calls::CallsApi, chat::ChatApi, conversations::ConversationsApi, costs::CostsApi, kb::KbApi,
-    leads::LeadsApi, pipeline::LeadRulesApi, pipeline::PipelineApi, tasks::TasksApi, templates::TemplatesApi,
-    utility::UtilityApi, voice_config::VoiceConfigApi,
+    calendar::CalendarApi, calls::CallsApi, campaigns::CampaignsApi, chat::ChatApi, conversations::ConversationsApi,
+    costs::CostsApi, kb::KbApi, leads::LeadsApi, pipeline::LeadRulesApi, pipeline::PipelineApi, tasks::TasksApi,
+    templates::TemplatesApi, utility::UtilityApi, voice_config::VoiceConfigApi,
 };
 
 /// Platform, accounts and administration.
@@ -15,13 +15,13 @@ pub type CoreApis = (UtilityApi, AuthApi, BrokersApi, BrokerConfigApi, AdminApi,
 pub type LeadApis =
     (LeadsApi, LeadRulesApi, PipelineApi, ChatApi, ConversationsApi, KbApi, AppointmentsApi, CalendarApi);
 /// Every feature's routes, grouped (poem-openapi composes tuples of at most 16).
-pub type Apis = (CoreApis, LeadApis, (TemplatesApi, (CallsApi, VoiceConfigApi)));
+pub type Apis = (CoreApis, LeadApis, (TemplatesApi, CampaignsApi, (CallsApi, VoiceConfigApi)));
 
 pub fn apis() -> Apis {
     (
         (UtilityApi, AuthApi, BrokersApi, BrokerConfigApi, AdminApi, TasksApi, CostsApi),
         (LeadsApi, LeadRulesApi, PipelineApi, ChatApi, ConversationsApi, KbApi, AppointmentsApi, CalendarApi),
-        (TemplatesApi, (CallsApi, VoiceConfigApi)),
+        (TemplatesApi, CampaignsApi, (CallsApi, VoiceConfigApi)),
     )
 }
 

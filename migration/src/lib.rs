@@ -14,6 +14,7 @@ mod m20261201_000005_agent_calendars;
 mod m20261201_000006_prompt_versions;
 mod m20261201_000007_cost_rollups;
 mod m20261201_000008_templates;
+mod m20261201_000010_campaigns;
 mod m20261201_000011_voice;
 
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_prompt_versions::Migration),
             Box::new(m20261201_000007_cost_rollups::Migration),
             Box::new(m20261201_000008_templates::Migration),
+            Box::new(m20261201_000010_campaigns::Migration),
             Box::new(m20261201_000011_voice::Migration),
         ]
     }

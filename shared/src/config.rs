@@ -56,6 +56,9 @@ pub struct Settings {
     pub human_mode: crate::conversations::Timeouts,
     /// Today's LLM spend (USD) at which cost summaries raise `daily_alert` (`DAILY_COST_ALERT_USD`).
     pub daily_cost_alert_usd: f64,
+    /// Business-time hours in which campaign messages and calls wait (`CAMPAIGN_QUIET_HOURS`, default
+    /// `21-8`; `off`: none).
+    pub campaign_quiet_hours: Option<crate::campaigns::model::QuietHours>,
 }
 
 /// Every external service's address and the platform-wide credentials (SPEC §1). A broker's own
@@ -247,6 +250,11 @@ impl Settings {
                     .filter(|x| x.is_finite() && *x >= 0.0)
                     .ok_or_else(|| config_error("DAILY_COST_ALERT_USD must be a non-negative number"))?,
                 None => 10.0,
+            },
+            campaign_quiet_hours: match var("CAMPAIGN_QUIET_HOURS") {
+                None => Some(crate::campaigns::model::QuietHours::default()),
+                Some(v) => crate::campaigns::model::QuietHours::parse(&v)
+                    .ok_or_else(|| config_error("CAMPAIGN_QUIET_HOURS must be `off` or hours like 21-8"))?,
             },
         })
     }

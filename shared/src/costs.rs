@@ -97,16 +97,6 @@ fn round(x: f64, dp: i32) -> f64 {
     (x * f).round() / f
 }
 
-/// The roll-ups' watermark: every call created before it is folded into `llm_call_rollups`.
-async fn folded_until(db: &impl ConnectionTrait) -> Result<DateTime<Utc>> {
-    Ok(db
-        .query_one_raw(stmt("SELECT folded_until FROM llm_rollup_state WHERE id = 1", vec![]))
-        .await?
-        .map(|r| r.try_get_by_index(0))
-        .transpose()?
-        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH))
-}
-
 /// The first whole UTC hour at or after `t`.
 fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
     let floor = t.duration_trunc(Duration::hours(1)).unwrap_or(t);
@@ -117,16 +107,9 @@ fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
 /// fallbacks, cost_usd, latency_ms_sum, input_tokens, output_tokens)`: whole hours below the
 /// watermark from the roll-ups, the window's ragged first hour and everything since the watermark
 /// from the ledger. The three parts are disjoint and together hold every call of the window once.
-async fn ledger(
-    db: &impl ConnectionTrait,
-    broker: Option<i64>,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<(String, Vec<sea_orm::Value>)> {
-    let watermark = folded_until(db).await?;
+fn ledger(broker: Option<i64>, from: DateTime<Utc>, to: DateTime<Utc>) -> (String, Vec<sea_orm::Value>) {
     let hours_from = ceil_hour(from);
-    let raw_from = watermark.max(hours_from);
-    let mut v: Vec<sea_orm::Value> = vec![from.into(), to.into(), hours_from.into(), watermark.into(), raw_from.into()];
+    let mut v: Vec<sea_orm::Value> = vec![from.into(), to.into(), hours_from.into()];
     let rb = broker_cond("r", broker, &mut v);
     let cb = match broker {
         Some(_) => format!(" AND c.broker_id = ${}", v.len()),
@@ -136,15 +119,19 @@ async fn ledger(
                (c.error IS NOT NULL)::int::int8 AS errors, c.fallback_used::int::int8 AS fallbacks, \
                COALESCE(c.estimated_cost_usd, 0)::float8 AS cost_usd, c.latency_ms::int8 AS latency_ms_sum, \
                c.input_tokens::int8 AS input_tokens, c.output_tokens::int8 AS output_tokens FROM llm_calls c";
+    // The watermark is read by the same statement: roll-ups below it, raw rows from it on.
     let sql = format!(
-        "WITH u AS (\
+        "WITH w AS (\
+           SELECT COALESCE((SELECT folded_until FROM llm_rollup_state WHERE id = 1), 'epoch'::timestamptz) AS t\
+         ), u AS (\
            SELECT r.provider, r.call_type, r.bucket AS at, r.calls, r.errors, r.fallbacks, r.cost_usd, r.latency_ms_sum, \
                   r.input_tokens, r.output_tokens FROM llm_call_rollups r \
-           WHERE r.bucket >= $3 AND r.bucket < $4{rb} \
+           WHERE r.bucket >= $3 AND r.bucket < (SELECT t FROM w){rb} \
            UNION ALL {raw} WHERE c.created_at >= $1 AND c.created_at < $3 AND c.created_at <= $2{cb} \
-           UNION ALL {raw} WHERE c.created_at >= $5 AND c.created_at >= $1 AND c.created_at <= $2{cb})"
+           UNION ALL {raw} WHERE c.created_at >= GREATEST((SELECT t FROM w), $3) AND c.created_at >= $1 \
+                               AND c.created_at <= $2{cb})"
     );
-    Ok((sql, v))
+    (sql, v)
 }
 
 /// How far behind the clock the fold stays, so a transaction still writing older rows is not missed.
@@ -235,80 +222,59 @@ pub async fn summary(
     let broker = scope(ctx, broker)?;
     let (from, to) = period.window(now);
     let db = &infra.db;
-    let (union, v) = ledger(db, broker, from, to).await?;
-    let rows = db
-        .query_all_raw(stmt(
-            &format!(
-                "{union} SELECT provider, call_type, sum(calls)::int8, sum(errors)::int8, sum(fallbacks)::int8, \
-                        sum(cost_usd)::float8, sum(latency_ms_sum)::int8, sum(input_tokens)::int8, \
-                        sum(output_tokens)::int8 FROM u GROUP BY 1, 2"
-            ),
-            v,
-        ))
-        .await?;
+    let (union, mut v) = ledger(broker, from, to);
+    // Every figure in one statement. The periods all end now and start at or before today's
+    // 00:00 UTC, so today's cost is the part of the same rows from then on.
+    let broker_param = v.len();
+    v.push(Period::Today.window(now).0.into());
+    let day = v.len();
+    let of = |alias: &str| match broker {
+        Some(_) => format!(" AND {alias}.broker_id = ${broker_param}"),
+        None => String::new(),
+    };
+    let sql = format!(
+        "{union}, g AS (\
+           SELECT provider, call_type, sum(calls)::int8 AS calls, sum(errors)::int8 AS errors, \
+                  sum(fallbacks)::int8 AS fallbacks, sum(cost_usd)::float8 AS cost, \
+                  sum(latency_ms_sum)::int8 AS latency, sum(input_tokens)::int8 AS input_tokens, \
+                  sum(output_tokens)::int8 AS output_tokens, \
+                  COALESCE(sum(cost_usd) FILTER (WHERE at >= ${day}), 0)::float8 AS today \
+           FROM u GROUP BY 1, 2) \
+         SELECT g.*, \
+           (SELECT count(*) FROM leads l WHERE l.calificacion = 'calificado'{lb} AND EXISTS \
+              (SELECT 1 FROM llm_calls c WHERE c.lead_id = l.id AND c.created_at >= $1 AND c.created_at <= $2)) \
+             AS qualified, \
+           (SELECT count(*) FROM appointments a WHERE a.status <> 'cancelled' \
+              AND a.created_at >= $1 AND a.created_at <= $2{ab}) AS booked \
+         FROM (SELECT 1) one LEFT JOIN g ON true",
+        lb = of("l"),
+        ab = of("a"),
+    );
+    let rows = db.query_all_raw(stmt(&sql, v)).await?;
     let (mut total_cost, mut total_calls, mut error_calls, mut fallback_calls) = (0.0f64, 0i64, 0i64, 0i64);
-    let (mut latency_sum, mut input_tokens, mut output_tokens) = (0i64, 0i64, 0i64);
+    let (mut latency_sum, mut input_tokens, mut output_tokens, mut daily) = (0i64, 0i64, 0i64, 0.0f64);
+    let (mut qualified, mut booked) = (0i64, 0i64);
     let mut cost_by_provider: BTreeMap<String, f64> = BTreeMap::new();
     let mut cost_by_call_type: BTreeMap<String, f64> = BTreeMap::new();
     for r in rows {
-        let provider: String = r.try_get_by_index(0)?;
-        let call_type: String = r.try_get_by_index(1)?;
-        let cost: f64 = r.try_get_by_index(5)?;
-        total_calls += r.try_get_by_index::<i64>(2)?;
-        error_calls += r.try_get_by_index::<i64>(3)?;
-        fallback_calls += r.try_get_by_index::<i64>(4)?;
+        qualified = r.try_get("", "qualified")?;
+        booked = r.try_get("", "booked")?;
+        // The one row of a period without calls has no provider.
+        let Some(provider) = r.try_get::<Option<String>>("", "provider")? else { continue };
+        let call_type: String = r.try_get("", "call_type")?;
+        let cost: f64 = r.try_get("", "cost")?;
+        total_calls += r.try_get::<i64>("", "calls")?;
+        error_calls += r.try_get::<i64>("", "errors")?;
+        fallback_calls += r.try_get::<i64>("", "fallbacks")?;
         total_cost += cost;
-        latency_sum += r.try_get_by_index::<i64>(6)?;
-        input_tokens += r.try_get_by_index::<i64>(7)?;
-        output_tokens += r.try_get_by_index::<i64>(8)?;
+        latency_sum += r.try_get::<i64>("", "latency")?;
+        input_tokens += r.try_get::<i64>("", "input_tokens")?;
+        output_tokens += r.try_get::<i64>("", "output_tokens")?;
+        daily += r.try_get::<f64>("", "today")?;
         *cost_by_provider.entry(provider).or_default() += cost;
         *cost_by_call_type.entry(call_type).or_default() += cost;
     }
     let avg_latency = if total_calls > 0 { latency_sum as f64 / total_calls as f64 } else { 0.0 };
-
-    let mut v: Vec<sea_orm::Value> = vec![from.into(), to.into()];
-    let cond = broker_cond("l", broker, &mut v);
-    let qualified: i64 = db
-        .query_one_raw(stmt(
-            &format!(
-                "SELECT count(*) FROM leads l WHERE l.calificacion = 'calificado'{cond} AND EXISTS \
-                 (SELECT 1 FROM llm_calls c WHERE c.lead_id = l.id AND c.created_at >= $1 AND c.created_at <= $2)"
-            ),
-            v,
-        ))
-        .await?
-        .map(|r| r.try_get_by_index(0))
-        .transpose()?
-        .unwrap_or(0);
-    let mut v: Vec<sea_orm::Value> = vec![from.into(), to.into()];
-    let cond = broker_cond("a", broker, &mut v);
-    let booked: i64 = db
-        .query_one_raw(stmt(
-            &format!(
-                "SELECT count(*) FROM appointments a WHERE a.status <> 'cancelled' \
-                 AND a.created_at >= $1 AND a.created_at <= $2{cond}"
-            ),
-            v,
-        ))
-        .await?
-        .map(|r| r.try_get_by_index(0))
-        .transpose()?
-        .unwrap_or(0);
-    let day_start = Period::Today.window(now).0;
-    let mut v: Vec<sea_orm::Value> = vec![day_start.into(), now.into()];
-    let cond = broker_cond("c", broker, &mut v);
-    let daily: f64 = db
-        .query_one_raw(stmt(
-            &format!(
-                "SELECT COALESCE(sum(estimated_cost_usd), 0)::float8 FROM llm_calls c \
-                 WHERE c.created_at >= $1 AND c.created_at <= $2{cond}"
-            ),
-            v,
-        ))
-        .await?
-        .map(|r| r.try_get_by_index(0))
-        .transpose()?
-        .unwrap_or(0.0);
     let threshold = infra.settings.daily_cost_alert_usd;
     let per = |n: i64| (n > 0).then(|| round(total_cost / n as f64, 6));
     let split =
@@ -355,7 +321,7 @@ pub async fn daily(
 ) -> Result<Vec<Day>> {
     let broker = scope(ctx, broker)?;
     let (from, to) = period.window(now);
-    let (union, v) = ledger(&infra.db, broker, from, to).await?;
+    let (union, v) = ledger(broker, from, to);
     let rows = infra
         .db
         .query_all_raw(stmt(

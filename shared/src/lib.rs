@@ -8,6 +8,7 @@
 //! - [`entities`]: sea-orm entities of every table.
 //! - [`auth`], [`leads`], [`brokers`], [`audit`], [`knowledge`]: one module per feature (model, repo,
 //!   service); [`pipeline`]: stage rules, board, funnel metrics, auto-advance and the nightly refresh.
+//! - [`campaigns`]: drip campaigns — triggers, steps, enrolment in bulk, the step runner.
 //! - [`appointments`]: bookings, availability, the broker's and agents' Google Calendars and reminders.
 //! - [`jobs`]: the queue contract (one module per queue); [`effects`]: idempotent side effects;
 //!   [`tasks`]: dead jobs.
@@ -19,6 +20,7 @@ pub mod appointments;
 pub mod audit;
 pub mod auth;
 pub mod brokers;
+pub mod campaigns;
 pub mod chat;
 pub mod config;
 pub mod conversations;

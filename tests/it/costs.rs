@@ -105,9 +105,20 @@ async fn the_summary_adds_up_the_ledger_and_divides_by_results() {
     assert_eq!(s["booked_appointments"], 1);
     assert!((s["cost_per_booked_appointment_usd"].as_f64().unwrap() - 0.06).abs() < 1e-9);
     assert_eq!(s["daily_alert"], false);
+    // Today's spend (UTC day) is the call of an hour ago, unless that was yesterday.
+    let now = chrono::Utc::now();
+    let today = if (now - Duration::hours(1)).date_naive() == now.date_naive() { 0.010 } else { 0.0 };
+    assert!((s["daily_cost_usd"].as_f64().unwrap() - today).abs() < 1e-9, "{s}");
 
     let month = ok(get(&app, &admin, "/api/v1/admin/costs/summary").await).await;
     assert_eq!((month["period"].as_str(), month["total_calls"].as_i64()), (Some("month"), Some(4)));
+    assert!((month["daily_cost_usd"].as_f64().unwrap() - today).abs() < 1e-9, "the same whatever the period");
+    let day = ok(get(&app, &admin, "/api/v1/admin/costs/summary?period=today").await).await;
+    assert!((day["daily_cost_usd"].as_f64().unwrap() - today).abs() < 1e-9, "{day}");
+    // A broker without any call still gets its booked appointments counted.
+    let idle = app.new_broker().await;
+    let empty = ok(get(&app, &idle, "/api/v1/admin/costs/summary").await).await;
+    assert_eq!((empty["total_calls"].as_i64(), empty["booked_appointments"].as_i64()), (Some(0), Some(0)));
 
     // An alert threshold of zero dollars: any spend today raises it.
     let alerting = TestApp::spawn_with(|k| (k == "DAILY_COST_ALERT_USD").then(|| "0.005".into())).await;

@@ -937,3 +937,220 @@ async fn a_stream_that_stalls_mid_answer_ends_with_a_timeout() {
     assert!(record.error.as_deref().unwrap().contains("stalled"));
     assert!(started.elapsed() < Duration::from_millis(1400));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The model in the conversation
+
+/// A conversation turn through `POST /api/v1/chat/test`.
+async fn chat(app: &TestApp, user: &crate::common::User, lead_id: Option<i64>, message: &str) -> Value {
+    let resp = app
+        .client()
+        .post("/api/v1/chat/test")
+        .header("authorization", user.bearer())
+        .body_json(&json!({"message": message, "lead_id": lead_id}))
+        .send()
+        .await;
+    assert_eq!(resp.0.status().as_u16(), 200);
+    body(resp).await
+}
+
+async fn ledger_of(app: &TestApp, lead_id: i64) -> Vec<shared::entities::llm_calls::Model> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    use shared::entities::llm_calls;
+    llm_calls::Entity::find()
+        .filter(llm_calls::Column::LeadId.eq(lead_id))
+        .order_by_asc(llm_calls::Column::Id)
+        .all(app.db())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sofia_answers_through_the_model_with_the_active_prompt_and_the_history() {
+    let written = "¡Hola Marcela! Qué bueno que escribes. ¿En qué comuna te gustaría vivir?";
+    let openai = Fake::start(vec![], Reply::Json(200, openai_answer(written, 900, 40))).await;
+    let app = TestApp::spawn_with(env(None, Some(&openai), &[("LLM_PROVIDER", "openai")])).await;
+    let admin = app.new_broker().await;
+    let version = app
+        .client()
+        .post(format!("/api/broker/brokers/{}/prompts", admin.broker_id.unwrap()))
+        .header("authorization", admin.bearer())
+        .body_json(&json!({"version_tag": "v-llm", "content": "Eres Sofía de Propiedades Test. Responde breve."}))
+        .send()
+        .await;
+    assert_eq!(version.0.status().as_u16(), 201);
+    let version_id = body(version).await["id"].as_i64().unwrap();
+    let activated = app
+        .client()
+        .put(format!("/api/broker/brokers/{}/prompts/{version_id}/activate", admin.broker_id.unwrap()))
+        .header("authorization", admin.bearer())
+        .send()
+        .await;
+    assert_eq!(activated.0.status().as_u16(), 200);
+
+    let first = chat(&app, &admin, None, "Hola, soy Marcela y busco depto").await;
+    assert_eq!(first["response"], written, "{first}");
+    let lead_id = first["lead_id"].as_i64().unwrap();
+    // The rule extractor still runs: the name is on the lead.
+    let second = chat(&app, &admin, Some(lead_id), "En Ñuñoa, ojalá cerca del metro").await;
+    assert_eq!(second["response"], written);
+
+    let requests = openai.requests();
+    assert_eq!(requests.len(), 2);
+    let messages = requests[1].body["messages"].as_array().unwrap().clone();
+    let system = messages[0]["content"].as_str().unwrap();
+    assert_eq!(messages[0]["role"], "system");
+    assert!(system.contains("Eres Sofía de Propiedades Test"), "the active version is the base prompt: {system}");
+    assert!(system.contains("Marcela"), "collected data are in the prompt: {system}");
+    assert!(system.contains("BORRADOR"), "the engine's draft is in the prompt");
+    let turns: Vec<(String, String)> = messages[1..]
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap().to_string(), m["content"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        turns,
+        vec![
+            ("user".to_string(), "Hola, soy Marcela y busco depto".to_string()),
+            ("assistant".to_string(), written.to_string()),
+            ("user".to_string(), "En Ñuñoa, ojalá cerca del metro".to_string()),
+        ]
+    );
+
+    let replies: Vec<Option<i64>> = {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        use shared::entities::chat_messages;
+        chat_messages::Entity::find()
+            .filter(chat_messages::Column::LeadId.eq(lead_id))
+            .filter(chat_messages::Column::Direction.eq("out"))
+            .all(app.db())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.prompt_version_id)
+            .collect()
+    };
+    assert_eq!(replies, vec![Some(version_id); 2], "each reply records the version that wrote it");
+    let ledger = ledger_of(&app, lead_id).await;
+    assert_eq!(ledger.len(), 2, "one row per model call, no local row: {ledger:?}");
+    for row in &ledger {
+        assert_eq!(row.provider, "openai");
+        assert_eq!(row.call_type, "chat_response");
+        assert_eq!((row.input_tokens, row.output_tokens), (900, 40));
+        assert_eq!(row.prompt_version_id, Some(version_id));
+        assert!(row.error.is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_model_reply_that_promises_credit_is_replaced_by_the_engines() {
+    let promise = "¡Tranquila! Con tu renta calificas para el crédito hipotecario sin problema.";
+    let openai = Fake::start(vec![], Reply::Json(200, openai_answer(promise, 500, 30))).await;
+    let app = TestApp::spawn_with(env(None, Some(&openai), &[("LLM_PROVIDER", "openai")])).await;
+    let admin = app.new_broker().await;
+    let r = chat(&app, &admin, None, "Hola, gano 1.500.000 líquidos, ¿me darían crédito?").await;
+    let text = r["response"].as_str().unwrap();
+    assert!(!text.is_empty());
+    assert_ne!(text, promise);
+    assert!(!text.to_lowercase().contains("calificas"), "{text}");
+    assert_eq!(openai.hits(), 1);
+    let ledger = ledger_of(&app, r["lead_id"].as_i64().unwrap()).await;
+    let providers: Vec<&str> = ledger.iter().map(|c| c.provider.as_str()).collect();
+    assert_eq!(providers, ["openai", "local"], "the model's call and the engine's reply that was sent");
+}
+
+#[tokio::test]
+async fn when_every_provider_fails_the_lead_still_gets_the_engines_reply() {
+    let openai = Fake::start(vec![], openai_error(503, "server_error", "overloaded")).await;
+    let app = TestApp::spawn_with(env(None, Some(&openai), &[("LLM_PROVIDER", "openai"), ("LLM_RETRIES", "1")])).await;
+    let admin = app.new_broker().await;
+    let r = chat(&app, &admin, None, "Hola, busco casa en Maipú").await;
+    assert!(!r["response"].as_str().unwrap().trim().is_empty(), "{r}");
+    let ledger = ledger_of(&app, r["lead_id"].as_i64().unwrap()).await;
+    let failed = ledger.iter().filter(|c| c.provider == "openai" && c.error.is_some()).count();
+    assert_eq!(failed, openai.hits(), "every failed attempt is a ledger row: {ledger:?}");
+    assert!(failed >= 1);
+    assert_eq!(ledger.last().map(|c| c.provider.as_str()), Some("local"));
+}
+
+/// `POST /api/v1/chat/stream`: the status and the data frames.
+async fn chat_stream(app: &TestApp, user: &crate::common::User, message: &str) -> (u16, Vec<Value>) {
+    let resp = app
+        .client()
+        .post("/api/v1/chat/stream")
+        .header("authorization", user.bearer())
+        .body_json(&json!({"message": message}))
+        .send()
+        .await;
+    let status = resp.0.status().as_u16();
+    let text = resp.0.into_body().into_string().await.unwrap();
+    let frames = text
+        .split("\n\n")
+        .filter_map(|f| f.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("frame {d:?}: {e}")))
+        .collect();
+    (status, frames)
+}
+
+fn tokens_of(frames: &[Value]) -> Vec<String> {
+    frames.iter().filter_map(|f| f["token"].as_str().map(str::to_string)).collect()
+}
+
+#[tokio::test]
+async fn chat_stream_sends_the_models_tokens_clause_by_clause() {
+    let pieces = ["¡Hola", " Marcela!", " ¿Buscas", " en", " Ñuñoa?"];
+    let sse = Reply::Sse(awkward(&openai_sse(&pieces, Some((700, 25)))));
+    let openai = Fake::start(vec![], sse).await;
+    let app = TestApp::spawn_with(env(None, Some(&openai), &[("LLM_PROVIDER", "openai")])).await;
+    let admin = app.new_broker().await;
+    let (status, frames) = chat_stream(&app, &admin, "Hola, soy Marcela").await;
+    assert_eq!(status, 200);
+    assert_eq!(tokens_of(&frames), ["¡Hola Marcela!", " ¿Buscas en Ñuñoa?"], "{frames:?}");
+    let done = frames.last().unwrap();
+    assert_eq!(done["done"], true);
+    assert!(done.get("replaced").is_none(), "{done}");
+    assert_eq!(openai.requests()[0].body["stream"], true);
+    let lead_id = done["lead_id"].as_i64().unwrap();
+    let ledger = ledger_of(&app, lead_id).await;
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!((ledger[0].provider.as_str(), ledger[0].output_tokens), ("openai", 25));
+    let b = app
+        .client()
+        .get(format!("/api/v1/chat/{lead_id}/messages"))
+        .header("authorization", admin.bearer())
+        .send()
+        .await;
+    let stored = body(b).await.to_string();
+    assert!(stored.contains("¡Hola Marcela! ¿Buscas en Ñuñoa?"), "the streamed text is the stored reply: {stored}");
+}
+
+#[tokio::test]
+async fn a_streamed_promise_is_never_shown_and_the_engines_reply_replaces_it() {
+    let pieces = ["¡Hola!", " Con tu renta", " calificas para", " el crédito."];
+    let openai = Fake::start(vec![], Reply::Sse(vec![Piece::Bytes(openai_sse(&pieces, Some((500, 20))))])).await;
+    let app = TestApp::spawn_with(env(None, Some(&openai), &[("LLM_PROVIDER", "openai")])).await;
+    let admin = app.new_broker().await;
+    let (status, frames) = chat_stream(&app, &admin, "Gano 900 mil, ¿me aprueban el crédito?").await;
+    assert_eq!(status, 200);
+    let shown = tokens_of(&frames).concat();
+    assert_eq!(shown, "¡Hola!", "only the clean clauses went out: {frames:?}");
+    let done = frames.last().unwrap();
+    assert_eq!(done["done"], true);
+    assert_eq!(done["replaced"], true);
+    let response = done["response"].as_str().unwrap();
+    assert!(!response.is_empty() && !response.to_lowercase().contains("calificas"), "{response}");
+}
+
+#[tokio::test]
+async fn chat_stream_replays_the_engines_reply_when_no_provider_streams() {
+    let openai = Fake::start(vec![], openai_error(401, "invalid_request_error", "Incorrect API key provided")).await;
+    let app = TestApp::spawn_with(env(None, Some(&openai), &[("LLM_PROVIDER", "openai")])).await;
+    let admin = app.new_broker().await;
+    let (status, frames) = chat_stream(&app, &admin, "Hola, busco depto en Ñuñoa").await;
+    assert_eq!(status, 200);
+    assert!(!tokens_of(&frames).concat().trim().is_empty(), "{frames:?}");
+    assert_eq!(frames.last().unwrap()["done"], true);
+    // Validation errors still come with their status before anything streams.
+    let (status, frames) = chat_stream(&app, &admin, "").await;
+    assert_eq!(status, 422);
+    assert!(frames[0]["error"].is_string() && frames[0]["code"].is_string(), "{frames:?}");
+}

@@ -11,6 +11,7 @@ mod breaker;
 mod broker_config;
 mod brokers;
 mod calendar;
+mod campaigns;
 mod chat;
 mod conversations;
 mod crash;

@@ -756,6 +756,8 @@ async fn bad_call_requests_are_4xx_with_a_code() {
         "validation_error",
     )
     .await;
+    expect_error(start_call(&app, &admin, json!({"lead_id": lead_id, "campaign_id": 31_337})).await, 404, "not_found")
+        .await;
     let resp = app
         .client()
         .post("/api/v1/calls")
@@ -1014,10 +1016,30 @@ async fn the_voice_configuration_is_admin_only_encrypted_and_used_for_calls() {
     // A campaign step places calls through the same function, as the broker.
     let ctx = shared::Ctx::broker_system(broker_id);
     let lead2 = app.lead(&admin, json!({"phone": phone()})).await;
-    let placed =
-        shared::voice::place_call(app.infra(), &ctx, lead2["id"].as_i64().unwrap(), Some(77), None).await.unwrap();
+    let campaign: i64 = scalar(
+        &app,
+        &format!(
+            "INSERT INTO campaigns (broker_id, name, channel) VALUES ({broker_id}, 'Reactivar', 'call') RETURNING id"
+        ),
+    )
+    .await
+    .unwrap();
+    let lead2_id = lead2["id"].as_i64().unwrap();
+    let placed = shared::voice::place_call(app.infra(), &ctx, lead2_id, Some(campaign), None).await.unwrap();
     assert_eq!(placed.call_mode, "outbound");
-    assert_eq!(placed.campaign_id, Some(77));
+    assert_eq!(placed.campaign_id, Some(campaign));
+    // Another broker's campaign is not found.
+    let other = app.new_broker().await;
+    let err = shared::voice::place_call(
+        app.infra(),
+        &shared::Ctx::broker_system(other.broker_id.unwrap()),
+        app.lead(&other, json!({"phone": phone()})).await["id"].as_i64().unwrap(),
+        Some(campaign),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.status(), 404);
     assert_eq!(placed.agent_user_id, None);
 
     // An assistant request names the assistant of the broker that owns the number.

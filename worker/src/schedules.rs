@@ -87,6 +87,17 @@ pub fn defaults() -> Vec<Schedule> {
             }),
         },
         Schedule {
+            // Trigger campaigns (lead score, stage, inactivity) enrol the leads that qualify now;
+            // step jobs lost on the way are pushed again.
+            name: "campaign_triggers",
+            every: Duration::from_secs(3600),
+            task: Arc::new(|infra: Infra, _tick: u64| {
+                Box::pin(
+                    async move { shared::campaigns::enrol::run_triggers(&infra, chrono::Utc::now()).await.map(|_| ()) },
+                )
+            }),
+        },
+        Schedule {
             name: "prune_import_uploads",
             every: Duration::from_secs(3600),
             task: Arc::new(|infra: Infra, _tick: u64| {

@@ -18,7 +18,7 @@ use shared::leads::model::TZ;
 use super::ApiTags;
 use crate::body::{JsonBody, maybe};
 use crate::error::ApiResult;
-use crate::json_out::CreatedJson;
+use crate::json_out::{CreatedJson, JsonOut};
 use crate::security::Auth;
 use crate::state::AppState;
 
@@ -159,10 +159,12 @@ pub struct CancelBody {
 }
 
 /// A free slot.
-#[derive(Object)]
+#[derive(Object, serde::Serialize)]
 pub struct SlotOut {
     /// RFC 3339 with the Santiago offset (`-03:00` / `-04:00`).
+    #[serde(serialize_with = "crate::json_out::rfc3339::serialize")]
     pub start_time: DateTime<FixedOffset>,
+    #[serde(serialize_with = "crate::json_out::rfc3339::serialize")]
     pub end_time: DateTime<FixedOffset>,
     pub duration_minutes: u32,
     /// Local day, `YYYY-MM-DD`.
@@ -224,9 +226,9 @@ fn start(raw: &str) -> Result<chrono::DateTime<Utc>, shared::Error> {
 }
 
 impl AppointmentsApi {
-    async fn slots(state: &AppState, auth: &Auth, q: SlotQuery) -> ApiResult<Json<Vec<SlotOut>>> {
+    async fn slots(state: &AppState, auth: &Auth, q: SlotQuery) -> ApiResult<JsonOut<Vec<SlotOut>>> {
         let slots = service::available_slots(&state.infra, auth, &q).await?;
-        Ok(Json(slots.into_iter().map(Into::into).collect()))
+        Ok(JsonOut(slots.into_iter().map(Into::into).collect()))
     }
 }
 
@@ -332,7 +334,7 @@ impl AppointmentsApi {
         appointment_type: Query<Option<String>>,
         /// SUPERADMIN only
         broker_id: Query<Option<i64>>,
-    ) -> ApiResult<Json<Vec<SlotOut>>> {
+    ) -> ApiResult<JsonOut<Vec<SlotOut>>> {
         let q = SlotQuery {
             start_date: start_date.0,
             end_date: end_date.0,
@@ -363,7 +365,7 @@ impl AppointmentsApi {
         duration_minutes: Query<Option<i64>>,
         appointment_type: Query<Option<String>>,
         broker_id: Query<Option<i64>>,
-    ) -> ApiResult<Json<Vec<SlotOut>>> {
+    ) -> ApiResult<JsonOut<Vec<SlotOut>>> {
         let q = SlotQuery {
             start_date: start_date.0,
             end_date: end_date.0,

@@ -339,6 +339,67 @@ impl EventStream {
     }
 }
 
+impl EventStream {
+    /// The turn with a provider writing the reply: its tokens are sent as they come. The response
+    /// starts with the first token; a turn that ends before any (an error, an action turn, a
+    /// provider that did not start) is answered as without a provider. The turn runs in its own
+    /// task, so a client that goes away does not cut it short.
+    async fn live(infra: &shared::Infra, ctx: shared::Ctx, inbound: service::Inbound) -> Self {
+        let (sink, mut tokens) = tokio::sync::mpsc::unbounded_channel();
+        let task_infra = infra.clone();
+        let mut turn =
+            tokio::spawn(async move { service::handle_streaming(&task_infra, &ctx, inbound, Some(sink)).await });
+        let first = tokio::select! {
+            first = tokens.recv() => first,
+            ended = &mut turn => return Self::ended(ended, infra.settings.chat_stream_delay),
+        };
+        let Some(first) = first else {
+            return Self::ended(turn.await, infra.settings.chat_stream_delay);
+        };
+        let rest = futures_util::stream::unfold((Some(tokens), Some(turn)), |(tokens, turn)| async move {
+            if let Some(mut rx) = tokens
+                && let Some(t) = rx.recv().await
+            {
+                return Some((Ok::<_, std::io::Error>(token_frame(&t)), (Some(rx), turn)));
+            }
+            let frame = match turn?.await {
+                Ok(Ok(t)) if t.replaced => replaced_frame(&t),
+                Ok(Ok(t)) => done_frame(&t),
+                Ok(Err(e)) => error_frame(&error_message(&e.detail()), e.code()),
+                Err(e) => {
+                    tracing::error!(error = %e, "chat stream turn panicked");
+                    error_frame("Internal server error", "internal_error")
+                }
+            };
+            Some((Ok(frame), (None, None)))
+        });
+        let body = futures_util::stream::once(async move { Ok(token_frame(&first)) }).chain(rest);
+        EventStream(sse_response(StatusCode::OK, Body::from_bytes_stream(body)))
+    }
+
+    fn ended(turn: Result<shared::Result<TurnResult>, tokio::task::JoinError>, delay: Duration) -> Self {
+        match turn {
+            Ok(Ok(turn)) => Self::replay(turn, delay),
+            Ok(Err(e)) => Self::from_error(&e),
+            Err(e) => Self::from_error(&shared::Error::internal(e)),
+        }
+    }
+}
+
+/// The `done` frame of a streamed reply the policy guard replaced: the reply sent is `response`.
+pub fn replaced_frame(t: &TurnResult) -> Vec<u8> {
+    let score = serde_json::to_string(&t.lead.lead_score).unwrap_or_else(|_| "0.0".into());
+    frame(format!(
+        "{{\"done\": true, \"lead_id\": {}, \"lead_score\": {}, \"lead_status\": {}, \"conversation_state\": {}, \
+         \"replaced\": true, \"response\": {}}}",
+        t.lead.id,
+        score,
+        js(&t.lead.status),
+        js(&t.conversation_state),
+        js(&t.response)
+    ))
+}
+
 impl IntoResponse for EventStream {
     fn into_response(self) -> Response {
         self.0
@@ -458,7 +519,11 @@ impl ChatApi {
             Ok(b) => b,
             Err((status, detail, code)) => return EventStream::error(status, &detail, &code),
         };
-        match service::handle(&state.infra, &auth, inbound(b, provider.0)).await {
+        let inbound = inbound(b, provider.0);
+        if state.infra.llm.is_some() {
+            return EventStream::live(&state.infra, (*auth).clone(), inbound).await;
+        }
+        match service::handle(&state.infra, &auth, inbound).await {
             Ok(turn) => EventStream::replay(turn, state.infra.settings.chat_stream_delay),
             Err(e) => EventStream::from_error(&e),
         }

@@ -7,6 +7,7 @@ pub mod broker_config;
 pub mod brokers;
 pub mod calendar;
 pub mod calls;
+pub mod campaigns;
 pub mod chat;
 pub mod conversations;
 pub mod costs;
@@ -52,6 +53,8 @@ pub enum ApiTags {
     Utility,
     /// The sales pipeline: board, stage columns, funnel metrics, auto-advance
     Pipeline,
+    /// Drip campaigns: steps, approval, applying to leads, logs and stats
+    Campaigns,
     /// Outbound AI voice calls through VAPI: start, list, transcripts, metrics, VAPI's webhook
     Voice,
 }

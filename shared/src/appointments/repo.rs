@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    RuntimeErr, Select,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, RuntimeErr, Select, Statement,
 };
 
 use super::availability::Busy;
@@ -235,35 +235,113 @@ pub async fn agent_is_busy(
     Ok(appointments + blocks > 0)
 }
 
-/// A broker's busy time in `[from, to)`: its agents' active appointments and its blocks.
-pub async fn busy(
+/// Who may take the slots asked for: a named agent, or the broker's pool ([`agent_pool`]).
+#[derive(Clone, Copy, Debug)]
+pub enum AgentChoice {
+    /// This user, which must be an active ADMIN or AGENT of the broker.
+    Named(i64),
+    /// This user if it is one, else the pool (a lead's assigned agent who has since left).
+    NamedOr(i64),
+    /// The broker's pool.
+    Pool,
+}
+
+/// Everything free slots are computed from, read in one statement: who may take them, the broker's
+/// active availability rows, the busy appointments and blocks overlapping `[from, to)`, and whether
+/// any Google Calendar (the broker's or an agent's) is connected.
+#[derive(Debug)]
+pub struct SlotInputs {
+    /// The named user, when it is an active ADMIN or AGENT of the broker.
+    pub named: Option<i64>,
+    /// The pool (lowest id first) when it may be needed: no agent named, or a [`AgentChoice::NamedOr`]
+    /// that is not one; else empty.
+    pub pool: Vec<i64>,
+    pub windows: Vec<WindowRow>,
+    pub busy: Vec<Busy>,
+    pub calendars_connected: bool,
+}
+
+/// An `availability_slots` row, as [`slot_inputs`] reads it.
+#[derive(Debug, serde::Deserialize)]
+pub struct WindowRow {
+    pub day_of_week: i16,
+    pub start_time: chrono::NaiveTime,
+    pub end_time: chrono::NaiveTime,
+    pub slot_duration_minutes: i32,
+    pub valid_from: chrono::NaiveDate,
+    pub valid_until: Option<chrono::NaiveDate>,
+    pub agent_id: Option<i64>,
+    pub appointment_type: Option<String>,
+}
+
+const SLOT_INPUTS_SQL: &str = r#"
+WITH pool AS (
+    SELECT id FROM users
+    WHERE broker_id = $1 AND is_active
+      AND role = CASE WHEN EXISTS (SELECT 1 FROM users WHERE broker_id = $1 AND is_active AND role = 'AGENT')
+                      THEN 'AGENT' ELSE 'ADMIN' END
+), named AS (
+    SELECT id FROM users WHERE id = $2 AND broker_id = $1 AND is_active AND role IN ('ADMIN', 'AGENT')
+), busy AS (
+    SELECT start_time, end_time, agent_id FROM appointments
+    WHERE broker_id = $1 AND agent_id IS NOT NULL AND status IN ('scheduled', 'confirmed')
+      AND start_time < $4 AND end_time > $3
+    UNION ALL
+    SELECT start_time, end_time, agent_id FROM appointment_blocks
+    WHERE broker_id = $1 AND start_time < $4 AND end_time > $3
+)
+SELECT
+    (SELECT id FROM named) AS named,
+    CASE WHEN $2::int8 IS NULL OR $5 AND NOT EXISTS (SELECT 1 FROM named)
+         THEN (SELECT coalesce(json_agg(id ORDER BY id), '[]') FROM pool)::text ELSE '[]' END AS pool,
+    (SELECT coalesce(json_agg(w), '[]') FROM (
+        SELECT day_of_week, start_time, end_time, slot_duration_minutes, valid_from, valid_until, agent_id,
+               appointment_type
+        FROM availability_slots WHERE broker_id = $1 AND is_active ORDER BY id) w)::text AS windows,
+    (SELECT coalesce(json_agg(json_build_array(
+                (extract(epoch FROM start_time) * 1000000)::int8,
+                (extract(epoch FROM end_time) * 1000000)::int8,
+                agent_id)), '[]')
+     FROM busy)::text AS busy,
+    EXISTS (SELECT 1 FROM broker_calendar_connections WHERE broker_id = $1)
+        OR EXISTS (SELECT 1 FROM agent_calendar_connections WHERE broker_id = $1) AS calendars
+"#;
+
+/// [`SlotInputs`] of `broker_id` for `[from, to)`, in one round trip on the caller's connection.
+pub async fn slot_inputs(
     db: &impl ConnectionTrait,
     broker_id: i64,
+    choice: AgentChoice,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<Vec<Busy>> {
-    let appointments = appointments::Entity::find()
-        .select_only()
-        .columns([appointments::Column::StartTime, appointments::Column::EndTime, appointments::Column::AgentId])
-        .filter(appointments::Column::BrokerId.eq(broker_id))
-        .filter(appointments::Column::AgentId.is_not_null())
-        .filter(appointments::Column::Status.is_in(AppointmentStatus::ACTIVE))
-        .filter(appointments::Column::StartTime.lt(to))
-        .filter(appointments::Column::EndTime.gt(from))
-        .into_tuple::<(DateTime<Utc>, DateTime<Utc>, Option<i64>)>();
-    let blocks = appointment_blocks::Entity::find()
-        .select_only()
-        .columns([
-            appointment_blocks::Column::StartTime,
-            appointment_blocks::Column::EndTime,
-            appointment_blocks::Column::AgentId,
-        ])
-        .filter(appointment_blocks::Column::BrokerId.eq(broker_id))
-        .filter(appointment_blocks::Column::StartTime.lt(to))
-        .filter(appointment_blocks::Column::EndTime.gt(from))
-        .into_tuple::<(DateTime<Utc>, DateTime<Utc>, Option<i64>)>();
-    let (appointments, blocks) = tokio::try_join!(appointments.all(db), blocks.all(db))?;
-    Ok(appointments.into_iter().chain(blocks).map(|(start, end, agent_id)| Busy { start, end, agent_id }).collect())
+) -> Result<SlotInputs> {
+    let (named, fallback) = match choice {
+        AgentChoice::Named(id) => (Some(id), false),
+        AgentChoice::NamedOr(id) => (Some(id), true),
+        AgentChoice::Pool => (None, false),
+    };
+    let stmt = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        SLOT_INPUTS_SQL,
+        [broker_id.into(), named.into(), from.into(), to.into(), fallback.into()],
+    );
+    let row = db.query_one_raw(stmt).await?.ok_or_else(|| Error::internal(anyhow::anyhow!("slot inputs: no row")))?;
+    fn decode<T: serde::de::DeserializeOwned>(row: &sea_orm::QueryResult, col: &str) -> Result<T> {
+        let text: String = row.try_get("", col)?;
+        serde_json::from_str(&text).map_err(|e| Error::internal(anyhow::anyhow!("slot inputs `{col}`: {e}")))
+    }
+    let raw_busy: Vec<(i64, i64, Option<i64>)> = decode(&row, "busy")?;
+    let instant = |micros: i64| DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    Ok(SlotInputs {
+        named: row.try_get("", "named")?,
+        pool: decode(&row, "pool")?,
+        windows: decode(&row, "windows")?,
+        busy: raw_busy
+            .into_iter()
+            .map(|(start, end, agent_id)| Busy { start: instant(start), end: instant(end), agent_id })
+            .collect(),
+        calendars_connected: row.try_get("", "calendars")?,
+    })
 }
 
 /// The broker's active appointments already mirrored to its own (shared) Google Calendar in

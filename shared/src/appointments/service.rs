@@ -14,9 +14,7 @@
 //! reminder jobs 24 h and 1 h before a new start time.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, IntoActiveModel, Set, TransactionTrait};
 use serde_json::{Value, json};
 
 use super::availability::{self, Agents, Slot, Window};
@@ -24,10 +22,10 @@ use super::model::{
     Appointment, AppointmentPatch, AppointmentStatus, AppointmentType, DEFAULT_DURATION, DURATION_RANGE,
     NewAppointment, missing_lead_data,
 };
-use super::repo::{self, Filter, slot_unavailable};
+use super::repo::{self, AgentChoice, Filter, slot_unavailable};
 use super::{calendar, reminders};
 use crate::ctx::Ctx;
-use crate::entities::{appointments, availability_slots, leads, users};
+use crate::entities::{appointments, leads, users};
 use crate::error::{Error, FieldError, Result};
 use crate::jobs::calendar_sync::{CalendarAction, CalendarSync};
 use crate::leads::model::{TZ, parse_instant};
@@ -499,26 +497,17 @@ pub async fn available_slots(infra: &Infra, ctx: &Ctx, q: &SlotQuery) -> Result<
         .map(|t| AppointmentType::parse_field(t, FieldError::query("appointment_type", "", "value_error")))
         .transpose()?;
     let broker_id = ctx.target_broker(q.broker_id)?;
-    let agents = match q.agent_id {
-        Some(a) => Agents::One(repo::active_agent(&infra.db, broker_id, a).await?.id),
-        None => Agents::AnyOf(repo::agent_pool(&infra.db, broker_id).await?.iter().map(|u| u.id).collect()),
-    };
-    slots_between(&infra.db, infra, broker_id, &agents, from, to, duration as u32, kind, Utc::now()).await
+    let choice = q.agent_id.map_or(AgentChoice::Pool, AgentChoice::Named);
+    slots_between(&infra.db, infra, broker_id, choice, from, to, duration as u32, kind, Utc::now()).await
 }
 
 /// The broker's windows for `kind` (all kinds when `None`), or the default hours when it has
 /// configured none at all.
-async fn windows(db: &impl ConnectionTrait, broker_id: i64, kind: Option<AppointmentType>) -> Result<Vec<Window>> {
-    let rows = availability_slots::Entity::find()
-        .filter(availability_slots::Column::BrokerId.eq(broker_id))
-        .filter(availability_slots::Column::IsActive.eq(true))
-        .all(db)
-        .await?;
+fn windows(rows: Vec<repo::WindowRow>, kind: Option<AppointmentType>) -> Vec<Window> {
     if rows.is_empty() {
-        return Ok(availability::default_windows());
+        return availability::default_windows();
     }
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .filter(|r| match (kind, r.appointment_type.as_deref()) {
             (Some(k), Some(t)) => k.as_str() == t,
             _ => true,
@@ -532,7 +521,7 @@ async fn windows(db: &impl ConnectionTrait, broker_id: i64, kind: Option<Appoint
             valid_until: r.valid_until,
             agent_id: r.agent_id,
         })
-        .collect())
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -540,7 +529,7 @@ async fn slots_between(
     db: &impl ConnectionTrait,
     infra: &Infra,
     broker_id: i64,
-    agents: &Agents,
+    choice: AgentChoice,
     from: NaiveDate,
     to: NaiveDate,
     duration_minutes: u32,
@@ -551,17 +540,23 @@ async fn slots_between(
         availability::local_instant(d, NaiveTime::MIN).unwrap_or_else(|| d.and_time(NaiveTime::MIN).and_utc())
     };
     let (range_start, range_end) = (day_start(from), day_start(to + Duration::days(1)) + Duration::hours(1));
-    // On the caller's connection (the chat turn's transaction when Sofía offers slots), so one after
-    // the other.
-    let windows = windows(db, broker_id, kind).await?;
-    let mut busy = repo::busy(db, broker_id, range_start, range_end).await?;
-    let agent_ids: &[i64] = match agents {
-        Agents::One(a) => std::slice::from_ref(a),
-        Agents::AnyOf(list) => list,
+    // One statement on the caller's connection (the chat turn's transaction when Sofía offers slots).
+    let inputs = repo::slot_inputs(db, broker_id, choice, range_start, range_end).await?;
+    let agents = match (choice, inputs.named) {
+        (AgentChoice::Named(_), None) => return Err(Error::NotFound("Agent")),
+        (_, Some(id)) => Agents::One(id),
+        _ => Agents::AnyOf(inputs.pool),
     };
-    busy.extend(calendar::google_busy(infra, broker_id, agent_ids, range_start.max(now), range_end).await);
-    let request = availability::Request { from, to, duration_minutes, now, agents };
-    Ok(availability::free_slots(&windows, &busy, &request))
+    let mut busy = inputs.busy;
+    if inputs.calendars_connected {
+        let agent_ids: &[i64] = match &agents {
+            Agents::One(a) => std::slice::from_ref(a),
+            Agents::AnyOf(list) => list,
+        };
+        busy.extend(calendar::google_busy(infra, broker_id, agent_ids, range_start.max(now), range_end).await);
+    }
+    let request = availability::Request { from, to, duration_minutes, now, agents: &agents };
+    Ok(availability::free_slots(&windows(inputs.windows, kind), &busy, &request))
 }
 
 /// The first `count` free one-hour virtual-meeting slots from `from` on, for the conversation engine:
@@ -593,14 +588,7 @@ pub async fn next_free_slots_in(
     from: DateTime<Utc>,
     count: usize,
 ) -> Result<Vec<Slot>> {
-    let agent = match assigned {
-        Some(a) => repo::active_agent(db, broker_id, a).await.ok().map(|u| u.id),
-        None => None,
-    };
-    let agents = match agent {
-        Some(a) => Agents::One(a),
-        None => Agents::AnyOf(repo::agent_pool(db, broker_id).await?.iter().map(|u| u.id).collect()),
-    };
+    let choice = assigned.map_or(AgentChoice::Pool, AgentChoice::NamedOr);
     let now = from.max(Utc::now());
     let first_day = now.with_timezone(&TZ).date_naive();
     let kind = Some(AppointmentType::VirtualMeeting);
@@ -610,7 +598,7 @@ pub async fn next_free_slots_in(
         let Some(last_day) = first_day.checked_add_signed(Duration::days(days)).filter(|d| d.year() <= 9999) else {
             break;
         };
-        slots = slots_between(db, infra, broker_id, &agents, first_day, last_day, duration, kind, now).await?;
+        slots = slots_between(db, infra, broker_id, choice, first_day, last_day, duration, kind, now).await?;
         if slots.len() >= count {
             break;
         }

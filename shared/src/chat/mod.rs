@@ -10,6 +10,7 @@
 pub mod engine;
 pub mod history;
 pub mod ledger;
+pub mod llm_turn;
 pub mod sanitize;
 pub mod service;
 pub mod store;

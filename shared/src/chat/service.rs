@@ -29,8 +29,9 @@ use super::engine::{
     Action, Booking, ConversationState, Identity, KbHit, Memory, Outcome, Plan, Profile, SlotOffer, TurnInput, merge,
     plan, reply,
 };
-use super::{ledger, sanitize, store};
+use super::{ledger, llm_turn, sanitize, store};
 use crate::appointments::{NewAppointment, Slot, service as appointments};
+use crate::brokers::config::load_prompt_config;
 use crate::ctx::{Ctx, Role};
 use crate::entities::{activity_log, appointments as appointment_rows, chat_conversations, chat_messages, leads};
 use crate::error::{Error, FieldError, Result};
@@ -79,6 +80,10 @@ pub struct TurnResult {
     pub key_points: Vec<String>,
     /// An appointment this turn booked.
     pub appointment_id: Option<i64>,
+    /// The model's tokens went to the turn's [`TokenSink`] as they came.
+    pub streamed: bool,
+    /// After streaming, the model's text was replaced by the local engine's (`response`).
+    pub replaced: bool,
 }
 
 /// Parses the provider name, or a 422 on `provider`.
@@ -195,6 +200,7 @@ async fn insert_message(
     direction: &str,
     sender_type: &str,
     channel_message_id: Option<String>,
+    prompt_version_id: Option<i64>,
 ) -> Result<chat_messages::Model> {
     chat_messages::ActiveModel {
         lead_id: Set(lead.id),
@@ -207,6 +213,7 @@ async fn insert_message(
         direction: Set(direction.to_string()),
         sender_type: Set(sender_type.to_string()),
         ai_response_used: Set(sender_type == "ai"),
+        prompt_version_id: Set(prompt_version_id),
         ..Default::default()
     }
     .insert(txn)
@@ -250,6 +257,8 @@ async fn replay_duplicate(
         analysis: Value::Null,
         key_points: Vec::new(),
         appointment_id: None,
+        streamed: false,
+        replaced: false,
         lead: lead.clone(),
     }))
 }
@@ -481,6 +490,17 @@ async fn contact_taken(
 /// The whole turn for one inbound message (see the module docs).
 #[tracing::instrument(skip_all, fields(lead_id = inbound.lead_id))]
 pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnResult> {
+    handle_streaming(infra, ctx, inbound, None).await
+}
+
+/// [`handle`], with the model's tokens sent to `sink` as they come when a provider writes the reply
+/// (`chat/stream`). Nothing is sent to it otherwise: the caller replays the reply.
+pub async fn handle_streaming(
+    infra: &Infra,
+    ctx: &Ctx,
+    inbound: Inbound,
+    sink: Option<llm_turn::TokenSink>,
+) -> Result<TurnResult> {
     let started = Instant::now();
     let now = Utc::now();
     if inbound.lead_id.is_some_and(|id| id <= 0) {
@@ -514,7 +534,8 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
         return Ok(result);
     }
     let inbound_row =
-        insert_message(&txn, &lead, provider, &inbound, &text, "in", "customer", channel_message_id.clone()).await?;
+        insert_message(&txn, &lead, provider, &inbound, &text, "in", "customer", channel_message_id.clone(), None)
+            .await?;
     let conversation = chat_conversations::Entity::find_by_id(lead.id).one(&txn).await?;
     let mut meta = open_metadata(&infra.cipher, lead.metadata.clone());
 
@@ -554,6 +575,8 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
             analysis: Value::Null,
             key_points: Vec::new(),
             appointment_id: None,
+            streamed: false,
+            replaced: false,
         });
     }
 
@@ -613,8 +636,35 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
     let plan = plan(&input);
     let mut after = AfterCommit::default();
     let outcome = perform(&txn, infra, &lead, &profile, &memory, &plan, now, &mut after).await?;
-    let answer = reply(&input, &plan, &outcome);
+    let mut answer = reply(&input, &plan, &outcome);
     let analysis = serde_json::to_value(&ex).unwrap_or(Value::Null);
+
+    // With a provider configured, the model writes a conversational turn's reply (the engine's
+    // text is its draft and its fallback); action turns keep the engine's exact text.
+    let mut written = None;
+    let mut prompt_version_id = None;
+    if let Some(router) = infra.llm.as_deref()
+        && matches!(plan.action, Action::None)
+    {
+        let cfg = load_prompt_config(&txn, lead.broker_id).await?;
+        prompt_version_id = cfg.version_id();
+        let facts = llm_turn::TurnFacts {
+            lead_id: lead.id,
+            state: answer.next_state.as_str(),
+            profile: &profile,
+            kb: &kb,
+            draft: &answer.text,
+            release_note: meta.get("human_release_note").and_then(Value::as_str).map(str::to_string),
+            now,
+        };
+        let req = llm_turn::request(&txn, &cfg, &facts).await?;
+        let w = match &sink {
+            Some(sink) => llm_turn::write_streaming(infra, router, &req, &profile, &answer.text, sink).await,
+            None => llm_turn::write(infra, router, &req, &profile, &answer.text).await,
+        };
+        answer.text = w.text.clone();
+        written = Some(w);
+    }
 
     // The lead: contact columns, metadata, state.
     store::store_profile(&mut meta, &profile);
@@ -674,15 +724,24 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
     let lead = am.update(&txn).await?;
 
     // The reply, the memory, the ledger, the activity.
-    insert_message(&txn, &lead, provider, &inbound, &answer.text, "out", "ai", Some(reply_key(inbound_row.id))).await?;
+    // The version is recorded when the model wrote the reply with it.
+    let written_with = prompt_version_id.filter(|_| written.as_ref().is_some_and(|w| w.kept_draft.is_none()));
+    let key = Some(reply_key(inbound_row.id));
+    insert_message(&txn, &lead, provider, &inbound, &answer.text, "out", "ai", key, written_with).await?;
     save_conversation(&txn, &lead, conversation, Some(&answer.memory), provider, true, now).await?;
-    let context_chars = serde_json::to_string(&profile).map_or(0, |s| s.chars().count());
-    let call = ledger::local_reply(
-        text.chars().count() + context_chars,
-        answer.text.chars().count(),
-        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    );
-    ledger::record(&txn, Some(lead.broker_id), Some(lead.id), &call, None).await?;
+    // A ledger row per model attempt, and the local engine's when its text was sent.
+    for call in written.iter().flat_map(|w| &w.records) {
+        ledger::record(&txn, Some(lead.broker_id), Some(lead.id), call, prompt_version_id).await?;
+    }
+    if written.as_ref().is_none_or(|w| w.kept_draft.is_some()) {
+        let context_chars = serde_json::to_string(&profile).map_or(0, |s| s.chars().count());
+        let call = ledger::local_reply(
+            text.chars().count() + context_chars,
+            answer.text.chars().count(),
+            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        );
+        ledger::record(&txn, Some(lead.broker_id), Some(lead.id), &call, prompt_version_id).await?;
+    }
     // The turn's activity rows, in one statement.
     let row = |action: &str, details: Value| activity_log::ActiveModel {
         lead_id: Set(lead.id),
@@ -695,7 +754,8 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
     let mut rows = vec![row(
         "message",
         json!({"direction": "in", "message": text, "response": answer.text, "ai_used": true, "provider": provider,
-               "conversation_state": answer.next_state.as_str()}),
+               "conversation_state": answer.next_state.as_str(),
+               "llm": written.as_ref().map(|w| json!({"used": w.kept_draft.is_none(), "kept_draft": w.kept_draft}))}),
     )];
     if !changed_fields.is_empty() {
         rows.push(row("data_extracted", json!({"fields": changed_fields})));
@@ -722,6 +782,8 @@ pub async fn handle(infra: &Infra, ctx: &Ctx, inbound: Inbound) -> Result<TurnRe
         analysis,
         key_points: profile.key_points.clone(),
         appointment_id,
+        streamed: written.as_ref().is_some_and(|w| w.streamed),
+        replaced: written.as_ref().is_some_and(|w| w.streamed && w.kept_draft.is_some()),
         lead,
     })
 }
@@ -746,7 +808,8 @@ async fn finish_fixed(
     am.last_contacted = Set(Some(now));
     am.updated_at = Set(now);
     let lead = am.update(&txn).await?;
-    insert_message(&txn, &lead, provider, inbound, &response, "out", "system", Some(reply_key(inbound_row.id))).await?;
+    insert_message(&txn, &lead, provider, inbound, &response, "out", "system", Some(reply_key(inbound_row.id)), None)
+        .await?;
     save_conversation(&txn, &lead, conversation, None, provider, true, now).await?;
     lead_repo::add_activity(
         &txn,
@@ -767,6 +830,8 @@ async fn finish_fixed(
         analysis: Value::Null,
         key_points: Vec::new(),
         appointment_id: None,
+        streamed: false,
+        replaced: false,
     })
 }
 
@@ -828,6 +893,7 @@ async fn publish_turn(
         }
     };
     tokio::join!(message, answer, handover, rules);
+    crate::campaigns::on_inbound(infra, lead.id).await;
     if let Some(a) = &after.cancelled {
         appointments::after_cancel(infra, a).await;
     }

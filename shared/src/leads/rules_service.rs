@@ -24,6 +24,7 @@
 //!   caller that writes the lead again must continue from it.
 //! - Activity rows: `stage_change` per move (`reason`, `automatic: true`) and `score_update` when the
 //!   score, status or calificación changed. Nothing is written when nothing changed.
+//! - [`publish`] also enrols the lead in the stage-change campaigns of its new stage.
 //! - Stage moves only go forward ([`crate::pipeline::rules`]); closed leads (`converted`/`lost`) keep
 //!   their status.
 //! - It never publishes; [`publish`] sends the events of an outcome once the caller committed.
@@ -309,6 +310,9 @@ pub async fn publish(infra: &Infra, outcome: &RulesOutcome) {
                    "automatic": true}),
         )
         .await;
+    }
+    if let Some((_, to, _)) = outcome.stage_moves.last() {
+        crate::campaigns::on_stage_change(infra, lead.broker_id, lead.id, to.as_str()).await;
     }
     if outcome.became_hot {
         events::publish_to_broker(

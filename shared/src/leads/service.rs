@@ -491,5 +491,6 @@ pub async fn move_stage_with(
         json!({"lead_id": updated.id, "old_stage": old.as_str(), "new_stage": stage.as_str(), "reason": reason}),
     )
     .await;
+    crate::campaigns::on_stage_change(infra, updated.broker_id, updated.id, stage.as_str()).await;
     Ok((old, LeadView::new(&infra.cipher, updated)))
 }

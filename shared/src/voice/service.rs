@@ -72,7 +72,7 @@ pub async fn find(db: &impl ConnectionTrait, id: i64) -> Result<Option<Call>> {
 }
 
 /// Starts an outbound call to `lead_id` as `ctx` (an ADMIN or AGENT request, or a campaign step
-/// with `Ctx::broker_system`): 404 for a lead the caller cannot see, 422 `invalid_phone` without a
+/// with `Ctx::broker_system`): 404 for a lead (or campaign) the caller cannot see, 422 `invalid_phone` without a
 /// callable phone, 409 `lead_opted_out`, 400 `voice_not_configured`, 429 at
 /// [`MAX_ACTIVE_PER_BROKER`] active calls. The call is stored as `initiated` and `voice_call`
 /// dials it.
@@ -100,6 +100,18 @@ pub async fn place_call(
     };
     if opted_out(&lead, &open_metadata(&infra.cipher, lead.metadata.clone())) {
         return Err(Error::conflict("lead_opted_out", "The lead asked not to be contacted"));
+    }
+    if let Some(c) = campaign_id {
+        let found = infra
+            .db
+            .query_one_raw(stmt(
+                "SELECT 1 AS one FROM campaigns WHERE id = $1 AND broker_id = $2",
+                vec![c.into(), lead.broker_id.into()],
+            ))
+            .await?;
+        if found.is_none() {
+            return Err(Error::NotFound("Campaign"));
+        }
     }
     config::resolve(infra, config::row(&infra.db, lead.broker_id).await?.as_ref(), purpose)?;
 

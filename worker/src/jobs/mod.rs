@@ -3,6 +3,7 @@
 //! per queue; a new job type adds its handler file and one line there.
 
 pub mod calendar_sync;
+pub mod campaign_step;
 pub mod csv_import;
 pub mod embedding;
 pub mod noop;
@@ -34,6 +35,7 @@ pub fn spawn_consumers(
         spawn.queue(notification::run, opts.clone()),
         spawn.queue(voice_call::run, opts.clone()),
         spawn.queue(voice_report::run, opts.clone()),
+        spawn.queue(campaign_step::run, opts.clone()),
     ]
 }
 
