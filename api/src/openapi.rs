@@ -4,9 +4,10 @@ use poem_openapi::OpenApiService;
 
 use crate::routes::{
     admin::AdminApi, appointments::AppointmentsApi, auth::AuthApi, broker_config::BrokerConfigApi, brokers::BrokersApi,
-    calendar::CalendarApi, campaigns::CampaignsApi, chat::ChatApi, chat_config::ChatConfigApi,
+    calendar::CalendarApi, calls::CallsApi, campaigns::CampaignsApi, chat::ChatApi, chat_config::ChatConfigApi,
     conversations::ConversationsApi, costs::CostsApi, kb::KbApi, leads::LeadsApi, pipeline::LeadRulesApi,
-    pipeline::PipelineApi, tasks::TasksApi, templates::TemplatesApi, utility::UtilityApi, webhooks::WebhooksApi,
+    pipeline::PipelineApi, tasks::TasksApi, templates::TemplatesApi, utility::UtilityApi, voice_config::VoiceConfigApi,
+    webhooks::WebhooksApi,
 };
 
 /// Platform, accounts and administration.
@@ -15,13 +16,15 @@ pub type CoreApis = (UtilityApi, AuthApi, BrokersApi, BrokerConfigApi, AdminApi,
 pub type LeadApis =
     (LeadsApi, LeadRulesApi, PipelineApi, ChatApi, ConversationsApi, KbApi, AppointmentsApi, CalendarApi);
 /// Every feature's routes, grouped (poem-openapi composes tuples of at most 16).
-pub type Apis = (CoreApis, LeadApis, (TemplatesApi, CampaignsApi, ChatConfigApi, WebhooksApi));
+/// Channels, campaigns and voice.
+pub type ChannelApis = (TemplatesApi, CampaignsApi, ChatConfigApi, WebhooksApi, CallsApi, VoiceConfigApi);
+pub type Apis = (CoreApis, LeadApis, ChannelApis);
 
 pub fn apis() -> Apis {
     (
         (UtilityApi, AuthApi, BrokersApi, BrokerConfigApi, AdminApi, TasksApi, CostsApi),
         (LeadsApi, LeadRulesApi, PipelineApi, ChatApi, ConversationsApi, KbApi, AppointmentsApi, CalendarApi),
-        (TemplatesApi, CampaignsApi, ChatConfigApi, WebhooksApi),
+        (TemplatesApi, CampaignsApi, ChatConfigApi, WebhooksApi, CallsApi, VoiceConfigApi),
     )
 }
 

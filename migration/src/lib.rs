@@ -16,6 +16,7 @@ mod m20261201_000007_cost_rollups;
 mod m20261201_000008_templates;
 mod m20261201_000009_channels;
 mod m20261201_000010_campaigns;
+mod m20261201_000011_voice;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_templates::Migration),
             Box::new(m20261201_000009_channels::Migration),
             Box::new(m20261201_000010_campaigns::Migration),
+            Box::new(m20261201_000011_voice::Migration),
         ]
     }
 }

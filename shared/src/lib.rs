@@ -46,6 +46,7 @@ pub mod tasks;
 pub mod telemetry;
 pub mod templates;
 pub mod text;
+pub mod voice;
 
 pub use config::Settings;
 pub use ctx::{Ctx, Role};

@@ -28,5 +28,6 @@ mod queue;
 mod tasks;
 mod templates;
 mod utility;
+mod voice;
 mod worker;
 mod ws;

@@ -59,6 +59,16 @@ pub fn defaults() -> Vec<Schedule> {
             }),
         },
         Schedule {
+            // Calls that hold an active slot but will never finish (a lost job, a missed webhook).
+            name: "expire_stale_calls",
+            every: Duration::from_secs(300),
+            task: Arc::new(|infra: Infra, _tick: u64| {
+                Box::pin(
+                    async move { shared::voice::service::expire_stale(&infra, chrono::Utc::now()).await.map(|_| ()) },
+                )
+            }),
+        },
+        Schedule {
             // Leads left in human mode: reminder, admin alert, auto-release (as notification jobs).
             name: "human_mode_timeouts",
             every: Duration::from_secs(60),

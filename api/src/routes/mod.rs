@@ -6,6 +6,7 @@ pub mod auth;
 pub mod broker_config;
 pub mod brokers;
 pub mod calendar;
+pub mod calls;
 pub mod campaigns;
 pub mod chat;
 pub mod chat_config;
@@ -17,6 +18,7 @@ pub mod pipeline;
 pub mod tasks;
 pub mod templates;
 pub mod utility;
+pub mod voice_config;
 pub mod webhooks;
 
 use poem_openapi::Tags;
@@ -57,4 +59,6 @@ pub enum ApiTags {
     Campaigns,
     /// What Telegram and WhatsApp call: messages in, status callbacks, verification
     Webhooks,
+    /// Outbound AI voice calls through VAPI: start, list, transcripts, metrics, VAPI's webhook
+    Voice,
 }

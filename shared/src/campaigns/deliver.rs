@@ -7,9 +7,10 @@ use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 use serde_json::{Value, json};
 
 use crate::channels::sender::{self, Outbound};
+use crate::ctx::Ctx;
 use crate::entities::leads;
 use crate::error::Result;
-use crate::{Infra, events, jobs};
+use crate::{Infra, events, jobs, voice};
 
 /// What a step sends, and on whose behalf.
 #[derive(Clone, Copy, Debug)]
@@ -65,14 +66,14 @@ pub async fn send_text(
               "delivery_status": delivery.status, "provider_message_id": delivery.provider_message_id}))
 }
 
-/// Places the step's call. Voice calls are not part of this build: the step fails with
-/// `voice_not_configured` and no call is placed (the voice service replaces this body).
-pub async fn place_call(_infra: &Infra, lead: &leads::Model, origin: Origin<'_>) -> Result<Value> {
-    tracing::info!(
-        lead_id = lead.id,
-        campaign_id = origin.campaign_id,
-        "campaign call not placed: voice not configured"
-    );
-    Ok(json!({"status": "failed", "error": "voice_not_configured",
-              "detail": "Voice calls are not configured (VAPI); no call was placed"}))
+/// Places the step's call through the voice service (`voice_call` job, VAPI). A call that cannot
+/// be placed — voice not configured, no callable phone, the lead opted out, five calls already
+/// active — is the step's failure with the service's code (`voice_not_configured`, …).
+pub async fn place_call(infra: &Infra, lead: &leads::Model, origin: Origin<'_>) -> Result<Value> {
+    let ctx = Ctx::broker_system(lead.broker_id);
+    match voice::place_call(infra, &ctx, lead.id, Some(origin.campaign_id), None).await {
+        Ok(call) => Ok(json!({"status": "sent", "channel": "call", "voice_call_id": call.id})),
+        Err(e) if e.status() < 500 => Ok(json!({"status": "failed", "error": e.code(), "detail": e.detail()})),
+        Err(e) => Err(e),
+    }
 }

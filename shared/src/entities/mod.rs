@@ -21,3 +21,6 @@ pub mod leads;
 pub mod llm_calls;
 pub mod prompt_versions;
 pub mod users;
+pub mod voice_calls;
+pub mod voice_configs;
+pub mod voice_transcripts;

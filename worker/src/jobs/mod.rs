@@ -9,6 +9,8 @@ pub mod embedding;
 pub mod llm_reply;
 pub mod noop;
 pub mod notification;
+pub mod voice_call;
+pub mod voice_report;
 
 use shared::Infra;
 use tokio::sync::watch;
@@ -32,6 +34,8 @@ pub fn spawn_consumers(
         spawn.queue(embedding::run, opts.clone()),
         spawn.queue(calendar_sync::run, opts.clone()),
         spawn.queue(notification::run, opts.clone()),
+        spawn.queue(voice_call::run, opts.clone()),
+        spawn.queue(voice_report::run, opts.clone()),
         spawn.queue(campaign_step::run, opts.clone()),
         spawn.queue(llm_reply::run, opts.clone()),
         spawn.queue(llm_reply::run_send, opts.clone()),
