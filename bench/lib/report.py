@@ -62,6 +62,8 @@ TARGETS = {
     "costs_summary": [("latency_p99_ms", "<=", 100, "ms"), ("errors", "==", 0, "")],
     "chat_test": [("requests_per_sec", ">=", 800, "req/s"), ("latency_p99_ms", "<=", 40, "ms")],
     "chat_stream": [("ttft_p99_ms", "<=", 20, "ms"), ("errors", "==", 0, "")],
+    "voice_webhook": [("requests_per_sec", ">=", 3000, "events/s"), ("latency_p99_ms", "<=", 20, "ms"),
+                      ("errors", "==", 0, "")],
 }
 
 # Scenarios that are not wrk runs but load the api, so the api RSS target ("*") applies too.

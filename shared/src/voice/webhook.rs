@@ -13,6 +13,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -186,7 +187,20 @@ pub async fn handle(infra: &Infra, headers: &AuthHeaders, raw: &[u8]) -> Result<
         _ => None,
     };
     let broker = call.as_ref().map(|c| c.broker_id).or(phone_broker.as_ref().map(|(b, _)| *b));
-    verify(&config::webhook_secrets(infra, broker).await?, headers, raw, Utc::now())?;
+    // The deployment's secret first (no read); the broker's own only when that one does not match.
+    let now = Utc::now();
+    let deployment: Vec<String> = infra
+        .settings
+        .providers
+        .vapi_webhook_secret
+        .as_ref()
+        .map(|s| s.expose_secret().to_string())
+        .filter(|s| !s.is_empty())
+        .into_iter()
+        .collect();
+    if deployment.is_empty() || verify(&deployment, headers, raw, now).is_err() {
+        verify(&config::webhook_secrets(infra, broker).await?, headers, raw, now)?;
+    }
     if payload.is_none() {
         return Err(Error::invalid_body("message", "The body is not valid JSON"));
     }
@@ -254,6 +268,11 @@ async fn advance(
     ended_reason: Option<&str>,
     duration: Option<i64>,
 ) -> Result<bool> {
+    // A duplicated or late event (VAPI repeats statuses) changes nothing: no write. The UPDATE's
+    // own condition still decides when two events race.
+    if rank(&call.status) >= rank(status) {
+        return Ok(false);
+    }
     let terminal = model::is_terminal(status);
     let reason: Option<String> = ended_reason.map(|r| r.chars().take(200).collect());
     let row = infra
