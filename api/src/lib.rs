@@ -24,10 +24,34 @@ pub use state::AppState;
 /// Requests with a larger body are refused with 413 before they are read.
 pub const MAX_BODY_BYTES: usize = 60 * 1024 * 1024;
 
+/// An endpoint made by `make` on its first request.
+struct Lazy {
+    make: fn() -> poem::endpoint::BoxEndpoint<'static, poem::Response>,
+    built: std::sync::OnceLock<poem::endpoint::BoxEndpoint<'static, poem::Response>>,
+}
+
+impl Lazy {
+    fn new(make: fn() -> poem::endpoint::BoxEndpoint<'static, poem::Response>) -> Self {
+        Lazy { make, built: std::sync::OnceLock::new() }
+    }
+}
+
+impl Endpoint for Lazy {
+    type Output = poem::Response;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<poem::Response> {
+        self.built.get_or_init(self.make).call(req).await
+    }
+}
+
 /// The whole HTTP application.
 pub fn app(state: AppState) -> impl Endpoint {
     let api = openapi::service();
-    let (swagger, redoc, spec) = (api.swagger_ui(), api.redoc(), api.spec_endpoint());
+    // The documentation pages embed the whole spec (close to a megabyte each): built on their first
+    // request rather than held by every idle process.
+    let swagger = Lazy::new(|| openapi::service().swagger_ui().map_to_response().boxed());
+    let redoc = Lazy::new(|| openapi::service().redoc().map_to_response().boxed());
+    let spec = Lazy::new(|| openapi::service().spec_endpoint().map_to_response().boxed());
     let settings = &state.infra.settings;
     let cors = Cors::new()
         .allow_origins(settings.allowed_origins.iter().map(String::as_str))
