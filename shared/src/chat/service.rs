@@ -828,14 +828,7 @@ async fn turn(
         ledger::record(&txn, Some(lead.broker_id), Some(lead.id), &call, prompt_version_id).await?;
     }
     // The turn's activity rows, in one statement.
-    let row = |action: &str, details: Value| activity_log::ActiveModel {
-        lead_id: Set(lead.id),
-        broker_id: Set(lead.broker_id),
-        user_id: Set(None),
-        action_type: Set(action.to_string()),
-        details: Set(details),
-        ..Default::default()
-    };
+    let row = |action: &str, details: Value| crate::leads::repo::activity_row(&lead, None, action, details);
     let mut rows = vec![row(
         "message",
         json!({"direction": "in", "message": text, "response": answer.text, "ai_used": true, "provider": provider,

@@ -245,6 +245,23 @@ pub async fn find_by_contact(
         .await?)
 }
 
+/// An activity row of `lead` by `user_id` (`None`: the system), for one insert or a batch.
+pub fn activity_row(
+    lead: &leads::Model,
+    user_id: Option<i64>,
+    action_type: &str,
+    details: Value,
+) -> activity_log::ActiveModel {
+    activity_log::ActiveModel {
+        lead_id: Set(lead.id),
+        broker_id: Set(lead.broker_id),
+        user_id: Set(user_id),
+        action_type: Set(action_type.to_string()),
+        details: Set(details),
+        ..Default::default()
+    }
+}
+
 /// Appends an activity row for a lead.
 pub async fn add_activity(
     db: &impl ConnectionTrait,
@@ -253,16 +270,7 @@ pub async fn add_activity(
     action_type: &str,
     details: Value,
 ) -> Result<()> {
-    activity_log::ActiveModel {
-        lead_id: Set(lead.id),
-        broker_id: Set(lead.broker_id),
-        user_id: Set(ctx.user_id),
-        action_type: Set(action_type.to_string()),
-        details: Set(details),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
+    activity_row(lead, ctx.user_id, action_type, details).insert(db).await?;
     Ok(())
 }
 

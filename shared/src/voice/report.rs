@@ -399,14 +399,7 @@ pub async fn run(infra: &Infra, job: &VoiceReport) -> Result<Processed> {
     }
     am.updated_at = Set(now);
     let lead = am.update(&txn).await?;
-    let row = |action: &str, details: Value| activity_log::ActiveModel {
-        lead_id: Set(lead.id),
-        broker_id: Set(lead.broker_id),
-        user_id: Set(None),
-        action_type: Set(action.to_string()),
-        details: Set(details),
-        ..Default::default()
-    };
+    let row = |action: &str, details: Value| crate::leads::repo::activity_row(&lead, None, action, details);
     let mut rows = vec![row(
         "call_ended",
         json!({"call_id": call.id, "status": locked.status, "duration": locked.duration, "summary": summary}),
