@@ -1024,3 +1024,41 @@ async fn a_lead_in_human_mode_gets_no_reply_from_sofia() {
         0
     );
 }
+
+/// The race of two jobs of one burst: the job of the earlier message read its row as pending, then
+/// the later message's job answered the whole burst. Under the lead's lock the earlier turn sees
+/// the later reply and sends nothing.
+#[tokio::test]
+async fn a_message_answered_within_a_later_burst_is_not_answered_again() {
+    use shared::channels::reply::{Answered, answer};
+    use shared::jobs::llm_reply::LlmReply;
+    let fake = fake_channels().await;
+    let app = app_with(&fake).await;
+    let admin = app.new_broker().await;
+    let broker = admin.broker_id.unwrap();
+    telegram_broker(&app, &admin).await;
+    let path = format!("/webhooks/chat/{broker}/telegram");
+    for (i, text) in [(1, "hola, busco depto"), (2, "en Ñuñoa")] {
+        post_telegram(&app, &path, Some(TG_SECRET), &tg_update(900 + i, 8080, i, text)).await.assert_status_is_ok();
+    }
+    let ids: Vec<(i64, i64)> = rows(
+        &app,
+        &format!("SELECT id, lead_id FROM chat_messages WHERE broker_id = {broker} AND direction = 'in' ORDER BY id"),
+    )
+    .await
+    .iter()
+    .map(|r| (r.try_get::<i64>("", "id").unwrap(), r.try_get::<i64>("", "lead_id").unwrap()))
+    .collect();
+    let [(first, lead_id), (second, _)] = ids[..] else { panic!("two inbound rows: {ids:?}") };
+    let job = |message_id| LlmReply { broker_id: broker, lead_id, message_id };
+    let later = answer(app.infra(), &job(second), "test-later").await.unwrap();
+    assert!(matches!(later, Answered::Replied(_)), "{later:?}");
+    // The earlier job had read its row as pending before that turn: put it back as it saw it.
+    app.db()
+        .execute_unprepared(&format!("UPDATE chat_messages SET status = 'pending' WHERE id = {first}"))
+        .await
+        .unwrap();
+    let earlier = answer(app.infra(), &job(first), "test-earlier").await.unwrap();
+    assert!(matches!(earlier, Answered::NoReply | Answered::Superseded), "{earlier:?}");
+    assert_eq!(fake.telegram_sends().len(), 1, "one answer for the burst");
+}

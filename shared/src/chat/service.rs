@@ -517,6 +517,21 @@ pub async fn handle_stored(infra: &Infra, ctx: &Ctx, inbound: Inbound, stored_me
 }
 
 /// A stored inbound row of the lead, or the replay of its reply when it was answered already.
+/// Whether an inbound message of `lead` on `row`'s channel newer than `row` has its reply (the
+/// reply's `channel_message_id` is [`reply_key`] of its inbound row).
+async fn answered_later(txn: &DatabaseTransaction, lead: &leads::Model, row: &chat_messages::Model) -> Result<bool> {
+    let found = txn
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT 1 FROM chat_messages i JOIN chat_messages o \
+               ON o.broker_id = i.broker_id AND o.provider = i.provider AND o.channel_message_id = 'reply:' || i.id \
+             WHERE i.lead_id = $1 AND i.provider = $2 AND i.direction = 'in' AND i.id > $3 LIMIT 1",
+            [lead.id.into(), row.provider.clone().into(), row.id.into()],
+        ))
+        .await?;
+    Ok(found.is_some())
+}
+
 async fn stored_inbound(
     txn: &DatabaseTransaction,
     lead: &leads::Model,
@@ -534,6 +549,23 @@ async fn stored_inbound(
         .filter(chat_messages::Column::ChannelMessageId.eq(reply_key(row.id)))
         .one(txn)
         .await?;
+    // A later message of the lead was answered already: its burst held this one (checked under
+    // the lead's lock, so a job that read this row as pending before that turn committed does not
+    // answer it a second time).
+    if answer.is_none() && answered_later(txn, lead, &row).await? {
+        return Ok(Err(TurnResult {
+            conversation_state: lead.conversation_state.clone().unwrap_or_else(|| "greeting".into()),
+            response: HUMAN_MODE_SENTINEL.into(),
+            replied: false,
+            duplicate: true,
+            analysis: Value::Null,
+            key_points: Vec::new(),
+            appointment_id: None,
+            streamed: false,
+            replaced: false,
+            lead: lead.clone(),
+        }));
+    }
     Ok(match answer {
         None => Ok(row),
         Some(m) => Err(TurnResult {

@@ -336,11 +336,16 @@ async fn transcript(infra: &Infra, call: &Call, message: &Value) -> Result<()> {
     );
     let digest = hex::encode(&Sha256::digest(format!("{speaker}\u{0}{text}").as_bytes())[..8]);
     let key = format!("live:{}:{digest}", at_ms.map_or_else(|| "-".to_string(), |m| m.to_string()));
+    // Committed without waiting for the WAL flush (the wait would be most of this request's time):
+    // a live line is a preview that the end-of-call report's transcript replaces, so only a database
+    // crash within a fraction of a second of the line, on a call whose report carries no transcript,
+    // could lose it. `set_config(…, true)` holds for this statement's own transaction only.
     let inserted = infra
         .db
         .execute_raw(stmt(
             "INSERT INTO call_transcripts (voice_call_id, speaker, text, \"timestamp\", source_key) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (voice_call_id, source_key) DO NOTHING",
+             SELECT $1, $2, $3, $4, $5 FROM (SELECT set_config('synchronous_commit', 'off', true)) async_commit \
+             ON CONFLICT (voice_call_id, source_key) DO NOTHING",
             vec![call.id.into(), speaker.into(), text.clone().into(), seconds.max(0.0).into(), key.into()],
         ))
         .await?;
