@@ -167,6 +167,32 @@ pub struct ListQuery {
     pub broker_id: Option<i64>,
 }
 
+/// A page of `table` rows matching `cond` (its `$n` bound to `values`), newest first, and how many
+/// match in all.
+async fn newest_page(
+    infra: &Infra,
+    table: &str,
+    columns: &str,
+    cond: &str,
+    mut values: Vec<sea_orm::Value>,
+    skip: u64,
+    limit: u64,
+) -> Result<(i64, Vec<sea_orm::QueryResult>)> {
+    let total: i64 = infra
+        .db
+        .query_one_raw(stmt(&format!("SELECT count(*) FROM {table} WHERE {cond}"), values.clone()))
+        .await?
+        .map(|r| r.try_get_by_index(0))
+        .transpose()?
+        .unwrap_or(0);
+    values.push((limit as i64).into());
+    values.push((skip.min(i64::MAX as u64) as i64).into());
+    let (l, o) = (values.len() - 1, values.len());
+    let sql =
+        format!("SELECT {columns} FROM {table} WHERE {cond} ORDER BY created_at DESC, id DESC LIMIT ${l} OFFSET ${o}");
+    Ok((total, infra.db.query_all_raw(stmt(&sql, values)).await?))
+}
+
 /// `GET /campaigns`: newest first, with their steps.
 pub async fn list(infra: &Infra, ctx: &Ctx, q: &ListQuery) -> Result<(Vec<Campaign>, u64, u64, u64)> {
     let (skip, limit) = check_page(q.skip, q.limit)?;
@@ -185,27 +211,7 @@ pub async fn list(infra: &Infra, ctx: &Ctx, q: &ListQuery) -> Result<(Vec<Campai
         values.push(check_channel(c, "channel", true)?.into());
         cond.push_str(&format!(" AND channel = ${}", values.len()));
     }
-    let total: i64 = infra
-        .db
-        .query_one_raw(stmt(&format!("SELECT count(*) FROM campaigns WHERE {cond}"), values.clone()))
-        .await?
-        .map(|r| r.try_get_by_index(0))
-        .transpose()?
-        .unwrap_or(0);
-    values.push((limit as i64).into());
-    values.push((skip.min(i64::MAX as u64) as i64).into());
-    let rows = infra
-        .db
-        .query_all_raw(stmt(
-            &format!(
-                "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE {cond} ORDER BY created_at DESC, id DESC \
-                 LIMIT ${} OFFSET ${}",
-                values.len() - 1,
-                values.len()
-            ),
-            values,
-        ))
-        .await?;
+    let (total, rows) = newest_page(infra, "campaigns", CAMPAIGN_COLUMNS, &cond, values, skip, limit).await?;
     let mut out: Vec<Campaign> = rows.iter().map(Campaign::decode).collect::<std::result::Result<_, _>>()?;
     if !out.is_empty() {
         let ids: Vec<i64> = out.iter().map(|c| c.id).collect();
@@ -627,27 +633,7 @@ pub async fn logs(infra: &Infra, ctx: &Ctx, id: i64, q: &LogQuery) -> Result<(Ve
         values.push(check_log_status(s)?.into());
         cond.push_str(&format!(" AND status = ${}", values.len()));
     }
-    let total: i64 = infra
-        .db
-        .query_one_raw(stmt(&format!("SELECT count(*) FROM campaign_logs WHERE {cond}"), values.clone()))
-        .await?
-        .map(|r| r.try_get_by_index(0))
-        .transpose()?
-        .unwrap_or(0);
-    values.push((limit as i64).into());
-    values.push((skip.min(i64::MAX as u64) as i64).into());
-    let rows = infra
-        .db
-        .query_all_raw(stmt(
-            &format!(
-                "SELECT {LOG_COLUMNS} FROM campaign_logs WHERE {cond} ORDER BY created_at DESC, id DESC \
-                 LIMIT ${} OFFSET ${}",
-                values.len() - 1,
-                values.len()
-            ),
-            values,
-        ))
-        .await?;
+    let (total, rows) = newest_page(infra, "campaign_logs", LOG_COLUMNS, &cond, values, skip, limit).await?;
     let logs = rows.iter().map(Log::decode).collect::<std::result::Result<_, _>>()?;
     Ok((logs, total.max(0) as u64, skip, limit))
 }
