@@ -442,7 +442,19 @@ async fn duplicated_and_out_of_order_events_change_a_call_once() {
     let line = said(&call, &ext, "user", "Me llamo Ana Rojas", 1_700_000_000_000);
     send_ok(&app, &line).await;
     send_ok(&app, &line).await;
-    assert_eq!(get_call(&app, &admin, id).await["transcript_lines"].as_array().unwrap().len(), 1);
+    let detail = get_call(&app, &admin, id).await;
+    let lines = detail["transcript_lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["timestamp"], 0.0, "a line stamped before the call started sits at its start");
+    // A line's offset is VAPI's timestamp against the call's start.
+    let started: chrono::DateTime<chrono::Utc> = detail["call"]["started_at"].as_str().unwrap().parse().unwrap();
+    send_ok(&app, &said(&call, &ext, "assistant", "Hola Ana", started.timestamp_millis() + 4_500)).await;
+    let detail = get_call(&app, &admin, id).await;
+    let lines = detail["transcript_lines"].as_array().unwrap();
+    assert_eq!((lines.len(), &lines[1]["speaker"], &lines[1]["text"]), (2, &json!("bot"), &json!("Hola Ana")));
+    assert!((lines[1]["timestamp"].as_f64().unwrap() - 4.5).abs() < 0.01, "{}", lines[1]);
+    send_ok(&app, &said(&call, &ext, "assistant", "Hola Ana", started.timestamp_millis() + 4_500)).await;
+    assert_eq!(get_call(&app, &admin, id).await["transcript_lines"].as_array().unwrap().len(), 2);
 
     // The report twice (VAPI redelivers), a late status after it; processed once.
     let ended = event(&call, &ext, "status-update", json!({"status": "ended", "endedReason": "customer-ended-call"}));

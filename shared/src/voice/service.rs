@@ -281,9 +281,14 @@ pub async fn fail(infra: &Infra, call_id: i64, reason: &str) -> Result<()> {
 /// Sends a live event about `call` to the agent who started it (the broker's channel for calls no
 /// person started, e.g. campaign calls).
 pub async fn notify(infra: &Infra, call: &Call, event: &str, data: Value) {
-    match call.agent_user_id {
-        Some(u) => events::publish_to_user(&infra.redis, infra.prefix(), call.broker_id, u, event, data).await,
-        None => events::publish_to_broker(&infra.redis, infra.prefix(), call.broker_id, event, data).await,
+    notify_to(infra, call.broker_id, call.agent_user_id, event, data).await;
+}
+
+/// [`notify`] for a call known by its broker and agent only.
+pub async fn notify_to(infra: &Infra, broker_id: i64, agent_user_id: Option<i64>, event: &str, data: Value) {
+    match agent_user_id {
+        Some(u) => events::publish_to_user(&infra.redis, infra.prefix(), broker_id, u, event, data).await,
+        None => events::publish_to_broker(&infra.redis, infra.prefix(), broker_id, event, data).await,
     }
 }
 

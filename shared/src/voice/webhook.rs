@@ -176,11 +176,31 @@ fn phone_number_id(message: &Value) -> Option<&str> {
     str_at(message, &["call", "phoneNumberId"]).or_else(|| str_at(message, &["phoneNumber", "id"]))
 }
 
+/// Whether the request carries the deployment's own secret (`VAPI_WEBHOOK_SECRET`), checked
+/// without reading anything.
+fn deployment_secret_matches(settings: &Settings, headers: &AuthHeaders, raw: &[u8], now: DateTime<Utc>) -> bool {
+    let Some(secret) = settings.providers.vapi_webhook_secret.as_ref().map(|s| s.expose_secret().to_string()) else {
+        return false;
+    };
+    !secret.is_empty() && verify(&[secret], headers, raw, now).is_ok()
+}
+
 /// Handles one server message; returns the JSON VAPI gets back.
 #[tracing::instrument(skip_all)]
 pub async fn handle(infra: &Infra, headers: &AuthHeaders, raw: &[u8]) -> Result<Value> {
-    let payload: Option<Value> = serde_json::from_slice(raw).ok();
-    let message = payload.as_ref().and_then(|p| p.get("message")).cloned().unwrap_or(Value::Null);
+    let mut payload: Option<Value> = serde_json::from_slice(raw).ok();
+    let message = payload.as_mut().and_then(|p| p.get_mut("message")).map(Value::take).unwrap_or(Value::Null);
+    let now = Utc::now();
+    let deployment_ok = deployment_secret_matches(&infra.settings, headers, raw, now);
+    // Live transcript lines are most of a call's events: with the deployment's secret and VAPI's
+    // call id, one statement finds the call and stores the line.
+    if deployment_ok && is_transcript(str_at(&message, &["type"])) {
+        if let (Some(ext), Some(line)) = (str_at(&message, &["call", "id"]), final_line(&message)) {
+            if store_line(infra, CallKey::External(ext), line).await?.is_some() {
+                return Ok(json!({"ok": true}));
+            }
+        }
+    }
     let (call, to_link) = if message.is_object() { locate(infra, &message).await? } else { (None, None) };
     let phone_broker = match (&call, phone_number_id(&message)) {
         (None, Some(p)) => broker_of_phone_number(infra, p).await?,
@@ -188,17 +208,7 @@ pub async fn handle(infra: &Infra, headers: &AuthHeaders, raw: &[u8]) -> Result<
     };
     let broker = call.as_ref().map(|c| c.broker_id).or(phone_broker.as_ref().map(|(b, _)| *b));
     // The deployment's secret first (no read); the broker's own only when that one does not match.
-    let now = Utc::now();
-    let deployment: Vec<String> = infra
-        .settings
-        .providers
-        .vapi_webhook_secret
-        .as_ref()
-        .map(|s| s.expose_secret().to_string())
-        .filter(|s| !s.is_empty())
-        .into_iter()
-        .collect();
-    if deployment.is_empty() || verify(&deployment, headers, raw, now).is_err() {
+    if !deployment_ok {
         verify(&config::webhook_secrets(infra, broker).await?, headers, raw, now)?;
     }
     if payload.is_none() {
@@ -231,8 +241,10 @@ pub async fn handle(infra: &Infra, headers: &AuthHeaders, raw: &[u8]) -> Result<
             advance(infra, &call, "answered", None, None).await?;
             Ok(json!({"ok": true}))
         }
-        "transcript" | "transcript[transcriptType=\"final\"]" => {
-            transcript(infra, &call, &message).await?;
+        _ if is_transcript(Some(kind)) => {
+            if let Some(line) = final_line(&message).filter(|_| !call.post_processed) {
+                store_line(infra, CallKey::Id(call.id), line).await?;
+            }
             Ok(json!({"ok": true}))
         }
         "end-of-call-report" => {
@@ -316,49 +328,81 @@ fn clean_line(s: &str) -> String {
     s.trim().chars().take(MAX_LINE).collect()
 }
 
-/// A final `transcript` message: one line, once per event; publishes `call_transcript`.
-async fn transcript(infra: &Infra, call: &Call, message: &Value) -> Result<()> {
-    if str_at(message, &["transcriptType"]).is_some_and(|t| t != "final") || call.post_processed {
-        return Ok(());
+/// A live transcript line, ready to store: the speaker, the cleaned text, VAPI's timestamp (epoch
+/// milliseconds) and the key that makes a redelivered event add nothing.
+struct Line {
+    speaker: &'static str,
+    text: String,
+    at_ms: Option<i64>,
+    key: String,
+}
+
+/// The line a `transcript` message carries: only final lines of a known speaker with some text.
+fn final_line(message: &Value) -> Option<Line> {
+    if str_at(message, &["transcriptType"]).is_some_and(|t| t != "final") {
+        return None;
     }
-    let Some(speaker) = str_at(message, &["role"]).and_then(model::speaker_from_role) else {
-        return Ok(());
-    };
+    let speaker = str_at(message, &["role"]).and_then(model::speaker_from_role)?;
     let text = clean_line(str_at(message, &["transcript"]).unwrap_or_default());
     if text.is_empty() {
-        return Ok(());
+        return None;
     }
     let at_ms = message.get("timestamp").and_then(Value::as_i64);
-    let start = call.started_at.unwrap_or(call.created_at);
-    let seconds = at_ms.map_or_else(
-        || (Utc::now() - start).num_milliseconds() as f64 / 1000.0,
-        |ms| (ms - start.timestamp_millis()) as f64 / 1000.0,
-    );
     let digest = hex::encode(&Sha256::digest(format!("{speaker}\u{0}{text}").as_bytes())[..8]);
     let key = format!("live:{}:{digest}", at_ms.map_or_else(|| "-".to_string(), |m| m.to_string()));
-    // Committed without waiting for the WAL flush (the wait would be most of this request's time):
-    // a live line is a preview that the end-of-call report's transcript replaces, so only a database
-    // crash within a fraction of a second of the line, on a call whose report carries no transcript,
-    // could lose it. `set_config(…, true)` holds for this statement's own transaction only.
-    let inserted = infra
-        .db
-        .execute_raw(stmt(
-            "INSERT INTO call_transcripts (voice_call_id, speaker, text, \"timestamp\", source_key) \
-             SELECT $1, $2, $3, $4, $5 FROM (SELECT set_config('synchronous_commit', 'off', true)) async_commit \
-             ON CONFLICT (voice_call_id, source_key) DO NOTHING",
-            vec![call.id.into(), speaker.into(), text.clone().into(), seconds.max(0.0).into(), key.into()],
-        ))
-        .await?;
-    if inserted.rows_affected() > 0 {
-        service::notify(
-            infra,
-            call,
-            "call_transcript",
-            json!({"call_id": call.id, "lead_id": call.lead_id, "speaker": speaker, "transcript": text}),
-        )
-        .await;
+    Some(Line { speaker, text, at_ms, key })
+}
+
+fn is_transcript(kind: Option<&str>) -> bool {
+    matches!(kind, Some("transcript" | "transcript[transcriptType=\"final\"]"))
+}
+
+/// Which call a line belongs to: ours (already located) or VAPI's id.
+enum CallKey<'a> {
+    Id(i64),
+    External(&'a str),
+}
+
+/// Stores `line` on the call `key` names, in one statement that also reads what the event needs
+/// (the call's broker, lead and agent). `None` when no such call exists; otherwise whether the
+/// line was new (not a redelivery, and the call not yet post-processed) — then `call_transcript`
+/// is published.
+///
+/// The line's offset is taken from VAPI's timestamp against the call's start (its creation while
+/// it has not started), else from now. Committed without waiting for the WAL flush (the wait
+/// would be most of this request's time): a live line is a preview that the end-of-call report's
+/// transcript replaces, so only a database crash within a fraction of a second of the line, on a
+/// call whose report carries no transcript, could lose it. `set_config(…, true)` holds for this
+/// statement's own transaction only.
+async fn store_line(infra: &Infra, key: CallKey<'_>, line: Line) -> Result<Option<bool>> {
+    let (cond, id): (&str, sea_orm::Value) = match key {
+        CallKey::Id(id) => ("id = $1", id.into()),
+        CallKey::External(ext) => ("external_call_id = $1", ext.into()),
+    };
+    let sql = format!(
+        "WITH c AS (SELECT id, broker_id, lead_id, agent_user_id, post_processed, \
+                           extract(epoch FROM COALESCE(started_at, created_at)) AS t0 \
+                    FROM voice_calls WHERE {cond}), \
+              ins AS (INSERT INTO call_transcripts (voice_call_id, speaker, text, \"timestamp\", source_key) \
+                      SELECT c.id, $2, $3, \
+                             GREATEST(0, COALESCE($4::bigint / 1000.0 - c.t0, extract(epoch FROM now()) - c.t0))::float8, $5 \
+                      FROM c, (SELECT set_config('synchronous_commit', 'off', true)) async_commit \
+                      WHERE NOT c.post_processed \
+                      ON CONFLICT (voice_call_id, source_key) DO NOTHING RETURNING 1) \
+         SELECT c.id, c.broker_id, c.lead_id, c.agent_user_id, EXISTS (SELECT 1 FROM ins) FROM c"
+    );
+    let values = vec![id, line.speaker.into(), line.text.clone().into(), line.at_ms.into(), line.key.into()];
+    let Some(row) = infra.db.query_one_raw(stmt(&sql, values)).await? else {
+        return Ok(None);
+    };
+    let (call_id, broker_id, lead_id, agent): (i64, i64, i64, Option<i64>) =
+        (row.try_get_by_index(0)?, row.try_get_by_index(1)?, row.try_get_by_index(2)?, row.try_get_by_index(3)?);
+    let inserted: bool = row.try_get_by_index(4)?;
+    if inserted {
+        let data = json!({"call_id": call_id, "lead_id": lead_id, "speaker": line.speaker, "transcript": line.text});
+        service::notify_to(infra, broker_id, agent, "call_transcript", data).await;
     }
-    Ok(())
+    Ok(Some(inserted))
 }
 
 /// One tool call of a `tool-calls` message: `{id, name, parameters}` in either of VAPI's shapes
