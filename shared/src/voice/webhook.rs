@@ -194,12 +194,12 @@ pub async fn handle(infra: &Infra, headers: &AuthHeaders, raw: &[u8]) -> Result<
     let deployment_ok = deployment_secret_matches(&infra.settings, headers, raw, now);
     // Live transcript lines are most of a call's events: with the deployment's secret and VAPI's
     // call id, one statement finds the call and stores the line.
-    if deployment_ok && is_transcript(str_at(&message, &["type"])) {
-        if let (Some(ext), Some(line)) = (str_at(&message, &["call", "id"]), final_line(&message)) {
-            if store_line(infra, CallKey::External(ext), line).await?.is_some() {
-                return Ok(json!({"ok": true}));
-            }
-        }
+    if deployment_ok
+        && is_transcript(str_at(&message, &["type"]))
+        && let (Some(ext), Some(line)) = (str_at(&message, &["call", "id"]), final_line(&message))
+        && store_line(infra, CallKey::External(ext), line).await?.is_some()
+    {
+        return Ok(json!({"ok": true}));
     }
     let (call, to_link) = if message.is_object() { locate(infra, &message).await? } else { (None, None) };
     let phone_broker = match (&call, phone_number_id(&message)) {
