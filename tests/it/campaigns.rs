@@ -879,3 +879,167 @@ async fn an_agent_applies_a_campaign_to_its_own_leads_only() {
     let page = logs(&app, &admin, id, "").await;
     assert_eq!((page["total"].as_i64(), page["data"][0]["lead_id"].as_i64()), (Some(1), Some(mine)));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Deleted steps
+
+/// `(status, reason)` of every log of a lead, by step number.
+async fn lead_logs(app: &TestApp, id: i64, lead_id: i64) -> Vec<(i32, String, Option<String>)> {
+    let rows = app
+        .db()
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT step_number, status, response->>'reason' FROM campaign_logs \
+                 WHERE campaign_id = {id} AND lead_id = {lead_id} ORDER BY step_number, id"
+            ),
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| (r.try_get_by_index(0).unwrap(), r.try_get_by_index(1).unwrap(), r.try_get_by_index(2).unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn leads_waiting_for_a_deleted_step_go_on_with_the_next_one_across_a_gap() {
+    let app = TestApp::spawn_with(|k| (k == "CAMPAIGN_QUIET_HOURS").then(|| "off".to_string())).await;
+    let admin = app.new_broker().await;
+    // Steps 1, 2 and 4: no step 3.
+    let (id, steps) = active_campaign(
+        &app,
+        &admin,
+        json!({}),
+        &[
+            json!({"step_number": 1, "action": "send_message", "message_text": "Hola {{first_name}}"}),
+            json!({"step_number": 2, "action": "send_message", "message_text": "¿Sigues ahí?", "delay_hours": 2}),
+            json!({"step_number": 4, "action": "send_message", "message_text": "Último aviso"}),
+        ],
+    )
+    .await;
+    let due_now = lead(&app, &admin, "Ana Pérez").await;
+    let later = lead(&app, &admin, "Berta Soto").await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker::run_with(app.infra().clone(), "campaign-worker".into(), vec![], async {
+        let _ = stopped.await;
+    }));
+    apply(&app, &admin, id, &[due_now, later]).await;
+    let both = || async {
+        (
+            logs(&app, &admin, id, "status=sent").await["total"].clone(),
+            logs(&app, &admin, id, "status=pending").await["total"].clone(),
+        )
+    };
+    for _ in 0..100 {
+        if both().await == (json!(2), json!(2)) {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    assert_eq!(both().await, (json!(2), json!(2)), "both first steps ran and both second steps wait");
+    // Step 2 waits two hours for both; for one of them it fell due a minute ago (its job is late).
+    app.db()
+        .execute_unprepared(&format!(
+            "UPDATE campaign_logs SET scheduled_for = now() - interval '1 minute' \
+             WHERE lead_id = {due_now} AND step_id = {}",
+            steps[1]
+        ))
+        .await
+        .unwrap();
+    let step2_due_later: DateTime<Utc> =
+        log_of(&logs(&app, &admin, id, "").await, later, steps[1])["scheduled_for"].as_str().unwrap().parse().unwrap();
+
+    ok(send(&app, &admin, "DELETE", &format!("/api/v1/campaigns/{id}/steps/{}", steps[1]), None).await, 204).await;
+
+    // The step due already is followed by step 4 at once (no delay of its own); the worker sends it.
+    let mut after = Vec::new();
+    for _ in 0..100 {
+        after = lead_logs(&app, id, due_now).await;
+        if after.last().is_some_and(|l| l.0 == 4 && l.1 == "sent") {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    assert_eq!(
+        after,
+        vec![
+            (1, "sent".to_string(), None),
+            (2, "skipped".to_string(), Some("step_deleted".to_string())),
+            (4, "sent".to_string(), None),
+        ]
+    );
+    assert_eq!(campaign_messages(&app, due_now).await, vec!["Hola Ana", "Último aviso"]);
+    // The other lead keeps its timeline: step 4 when step 2 would have run.
+    let page = logs(&app, &admin, id, &format!("lead_id={later}")).await;
+    let fourth = log_of(&page, later, steps[2]);
+    assert_eq!(fourth["status"], "pending");
+    let due: DateTime<Utc> = fourth["scheduled_for"].as_str().unwrap().parse().unwrap();
+    assert_eq!(due, step2_due_later);
+    assert_eq!(lead_logs(&app, id, later).await[1], (2, "skipped".to_string(), Some("step_deleted".to_string())));
+    let stats = ok(send(&app, &admin, "GET", &format!("/api/v1/campaigns/{id}/stats"), None).await, 200).await;
+    assert_eq!(
+        (stats["sent"].as_i64(), stats["pending"].as_i64(), stats["skipped"].as_i64()),
+        (Some(3), Some(1), Some(2)),
+        "nothing left pending for the deleted step: {stats}"
+    );
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+    // Nothing after step 4: that lead's enrolment is finished.
+    let finished = scalar(
+        &app,
+        &format!(
+            "SELECT count(*) FROM campaign_enrolments WHERE campaign_id = {id} AND lead_id = {due_now} \
+             AND finished_at IS NOT NULL"
+        ),
+    )
+    .await;
+    assert_eq!(finished, 1);
+    // The deleted step's own job, delivered late, finds nothing to do.
+    let late = runner::run(app.infra(), &job(&admin, id, later, steps[1]), "t", Utc::now()).await.unwrap();
+    assert_eq!(late, StepOutcome::Gone);
+    assert_eq!(campaign_messages(&app, later).await, vec!["Hola Berta"]);
+}
+
+#[tokio::test]
+async fn deleting_the_last_waiting_step_finishes_the_enrolment() {
+    let app = TestApp::spawn_with(|k| (k == "CAMPAIGN_QUIET_HOURS").then(|| "off".to_string())).await;
+    let admin = app.new_broker().await;
+    let (id, steps) = active_campaign(
+        &app,
+        &admin,
+        json!({}),
+        &[
+            json!({"step_number": 1, "action": "send_message", "message_text": "Hola"}),
+            json!({"step_number": 2, "action": "make_call", "delay_hours": 24}),
+        ],
+    )
+    .await;
+    let l = lead(&app, &admin, "Ana Pérez").await;
+    apply(&app, &admin, id, &[l]).await;
+    runner::run(app.infra(), &job(&admin, id, l, steps[0]), "t", noon()).await.unwrap();
+    ok(send(&app, &admin, "DELETE", &format!("/api/v1/campaigns/{id}/steps/{}", steps[1]), None).await, 204).await;
+    assert_eq!(
+        lead_logs(&app, id, l).await,
+        vec![(1, "sent".to_string(), None), (2, "skipped".to_string(), Some("step_deleted".to_string()))]
+    );
+    let open = scalar(
+        &app,
+        &format!("SELECT count(*) FROM campaign_enrolments WHERE campaign_id = {id} AND finished_at IS NULL"),
+    )
+    .await;
+    assert_eq!(open, 0);
+    // Another broker's step, or one already gone: 404.
+    expect_error(
+        send(&app, &admin, "DELETE", &format!("/api/v1/campaigns/{id}/steps/{}", steps[1]), None).await,
+        404,
+        "not_found",
+    )
+    .await;
+    let other = app.new_broker().await;
+    expect_error(
+        send(&app, &other, "DELETE", &format!("/api/v1/campaigns/{id}/steps/{}", steps[0]), None).await,
+        404,
+        "not_found",
+    )
+    .await;
+}
