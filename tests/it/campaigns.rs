@@ -1043,3 +1043,208 @@ async fn deleting_the_last_waiting_step_finishes_the_enrolment() {
     )
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Message preview
+
+/// A fake OpenAI-compatible server answering every chat completion with `status` and `answer`,
+/// recording the request bodies.
+struct FakeLlm {
+    url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+async fn fake_llm(status: u16, answer: Value) -> FakeLlm {
+    use poem::listener::{Acceptor, Listener, TcpListener};
+    use poem::{EndpointExt, handler, web::Data};
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+    #[handler]
+    async fn completions(body: poem::Body, seen: Data<&Seen>, reply: Data<&(u16, Value)>) -> poem::Response {
+        let b: Value = serde_json::from_slice(&body.into_vec().await.unwrap_or_default()).unwrap_or(Value::Null);
+        seen.lock().unwrap().push(b);
+        let (status, answer) = reply.0;
+        poem::Response::builder()
+            .status(StatusCode::from_u16(*status).unwrap())
+            .content_type("application/json")
+            .body(answer.to_string())
+    }
+    let requests: Seen = Default::default();
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+    let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
+    let app = poem::Route::new()
+        .at("/v1/chat/completions", poem::post(completions))
+        .data(requests.clone())
+        .data((status, answer));
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    FakeLlm { url: format!("http://{addr}/v1"), requests }
+}
+
+fn openai_answer(text: &str) -> Value {
+    json!({
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 300, "completion_tokens": 40, "total_tokens": 340}
+    })
+}
+
+async fn app_with_llm(llm: &FakeLlm) -> TestApp {
+    let url = llm.url.clone();
+    TestApp::spawn_with(move |k| match k {
+        "LLM_PROVIDER" => Some("openai".into()),
+        "OPENAI_BASE_URL" => Some(url.clone()),
+        "OPENAI_API_KEY" => Some("sk-test".into()),
+        "LLM_RETRY_BACKOFF_MS" => Some("10".into()),
+        "LLM_TIMEOUT_MS" => Some("5000".into()),
+        _ => None,
+    })
+    .await
+}
+
+async fn preview(app: &TestApp, user: &User, id: i64, b: Option<Value>) -> TestResponse {
+    send(app, user, "POST", &format!("/api/v1/campaigns/{id}/preview-message"), b).await
+}
+
+#[tokio::test]
+async fn without_an_llm_the_preview_is_the_first_message_rendered_for_a_sample_lead() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    let id = campaign(&app, &admin, json!({"name": "Reactivación Ñuñoa", "channel": "whatsapp"})).await["id"]
+        .as_i64()
+        .unwrap();
+
+    // No steps yet: the fixed greeting, with the broker's name.
+    let p = ok(preview(&app, &admin, id, None).await, 200).await;
+    assert_eq!((p["generated_by"].as_str(), p["channel"].as_str()), (Some("default"), Some("whatsapp")));
+    assert!(p["message"].as_str().unwrap().starts_with("Hola María, te escribimos de "), "{p}");
+    assert!(p["step_id"].is_null());
+
+    step(&app, &admin, id, json!({"step_number": 1, "action": "update_stage", "target_stage": "seguimiento"})).await;
+    let s = step(
+        &app,
+        &admin,
+        id,
+        json!({"step_number": 2, "action": "send_message", "channel": "telegram",
+               "message_text": "Hola {{first_name}}, ¿sigues buscando en {{location}}? {{desconocido}}"}),
+    )
+    .await;
+    let p = ok(preview(&app, &admin, id, Some(json!({}))).await, 200).await;
+    assert_eq!(p["message"], "Hola María, ¿sigues buscando en Ñuñoa?");
+    assert_eq!((p["generated_by"].as_str(), p["action"].as_str()), (Some("message_text"), Some("send_message")));
+    assert_eq!((p["step_id"].as_i64(), p["channel"].as_str()), (s["id"].as_i64(), Some("telegram")));
+    let p = ok(preview(&app, &admin, id, Some(json!({"channel": "WhatsApp"}))).await, 200).await;
+    assert_eq!(p["channel"], "whatsapp");
+
+    // A template step previews its template.
+    let t = ok(
+        send(
+            &app,
+            &admin,
+            "POST",
+            "/api/v1/templates",
+            Some(json!({"name": "Seguimiento", "channel": "whatsapp", "content": "{{first_name}}, soy {{agent_name}} 👋"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    ok(
+        send(
+            &app,
+            &admin,
+            "PATCH",
+            &format!("/api/v1/campaigns/{id}/steps/{}", s["id"]),
+            Some(json!({"message_template_id": t["id"], "message_text": null})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let p = ok(preview(&app, &admin, id, None).await, 200).await;
+    assert_eq!((p["message"].as_str(), p["generated_by"].as_str()), (Some("María, soy Sofía 👋"), Some("template")));
+
+    // A call's opening.
+    let p = ok(preview(&app, &admin, id, Some(json!({"action": "make_call"}))).await, 200).await;
+    assert!(p["message"].as_str().unwrap().contains("Te llamo por «Reactivación Ñuñoa»"), "{p}");
+    assert_eq!(p["action"], "make_call");
+}
+
+#[tokio::test]
+async fn a_preview_checks_its_input_and_its_broker() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    let id = campaign(&app, &admin, json!({"name": "Bienvenida"})).await["id"].as_i64().unwrap();
+    expect_error(preview(&app, &admin, id, Some(json!({"channel": "fax"}))).await, 422, "validation_error").await;
+    expect_error(preview(&app, &admin, id, Some(json!({"action": "dance"}))).await, 422, "validation_error").await;
+    expect_error(
+        preview(&app, &admin, id, Some(json!({"action": "update_stage"}))).await,
+        422,
+        "action_sends_no_message",
+    )
+    .await;
+    expect_error(
+        preview(&app, &admin, id, Some(json!({"action": "schedule_meeting"}))).await,
+        422,
+        "unsupported_action",
+    )
+    .await;
+    expect_error(preview(&app, &admin, id, Some(json!({"channel": 3}))).await, 422, "validation_error").await;
+    let other = app.new_broker().await;
+    expect_error(preview(&app, &other, id, None).await, 404, "not_found").await;
+    expect_error(preview(&app, &admin, 987_654, None).await, 404, "not_found").await;
+    let agent = app.user_in(&admin, "agent").await;
+    ok(preview(&app, &agent, id, None).await, 200).await;
+}
+
+#[tokio::test]
+async fn with_an_llm_the_preview_is_written_by_one_call_in_the_ledger() {
+    let written = "¡Hola María! Soy Sofía. ¿Te muestro opciones nuevas en Ñuñoa esta semana?";
+    let llm = fake_llm(200, openai_answer(written)).await;
+    let app = app_with_llm(&llm).await;
+    let admin = app.new_broker().await;
+    let id = campaign(&app, &admin, json!({"name": "Reactivación Ñuñoa", "channel": "whatsapp"})).await["id"]
+        .as_i64()
+        .unwrap();
+    step(&app, &admin, id, json!({"step_number": 1, "action": "send_message", "message_text": "Hola {{first_name}}"}))
+        .await;
+
+    let p = ok(preview(&app, &admin, id, None).await, 200).await;
+    assert_eq!((p["message"].as_str(), p["generated_by"].as_str()), (Some(written), Some("llm")));
+    let seen = llm.requests.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "one call");
+    let brief: Value = serde_json::from_str(seen[0]["messages"][1]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (brief["campaign"].as_str(), brief["base_text"].as_str()),
+        (Some("Reactivación Ñuñoa"), Some("Hola María"))
+    );
+    assert_eq!((brief["channel"].as_str(), brief["action"].as_str()), (Some("whatsapp"), Some("send_message")));
+    let ledger = scalar(
+        &app,
+        &format!(
+            "SELECT count(*) FROM llm_calls WHERE broker_id = {} AND call_type = 'other' AND error IS NULL",
+            admin.broker_id.unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(ledger, 1);
+}
+
+#[tokio::test]
+async fn when_the_llm_fails_the_preview_falls_back_to_the_steps_text() {
+    let llm = fake_llm(400, json!({"error": {"message": "bad request", "type": "invalid_request_error"}})).await;
+    let app = app_with_llm(&llm).await;
+    let admin = app.new_broker().await;
+    let id = campaign(&app, &admin, json!({"name": "Bienvenida"})).await["id"].as_i64().unwrap();
+    step(&app, &admin, id, json!({"step_number": 1, "action": "send_message", "message_text": "Hola {{name}}"})).await;
+    let p = ok(preview(&app, &admin, id, None).await, 200).await;
+    assert_eq!(
+        (p["message"].as_str(), p["generated_by"].as_str()),
+        (Some("Hola María González"), Some("message_text"))
+    );
+    assert!(!llm.requests.lock().unwrap().is_empty(), "the LLM was asked");
+    let failed = scalar(
+        &app,
+        &format!("SELECT count(*) FROM llm_calls WHERE broker_id = {} AND error IS NOT NULL", admin.broker_id.unwrap()),
+    )
+    .await;
+    assert!(failed >= 1, "the failed call is in the ledger");
+}
