@@ -879,3 +879,372 @@ async fn an_agent_applies_a_campaign_to_its_own_leads_only() {
     let page = logs(&app, &admin, id, "").await;
     assert_eq!((page["total"].as_i64(), page["data"][0]["lead_id"].as_i64()), (Some(1), Some(mine)));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Deleted steps
+
+/// `(status, reason)` of every log of a lead, by step number.
+async fn lead_logs(app: &TestApp, id: i64, lead_id: i64) -> Vec<(i32, String, Option<String>)> {
+    let rows = app
+        .db()
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT step_number, status, response->>'reason' FROM campaign_logs \
+                 WHERE campaign_id = {id} AND lead_id = {lead_id} ORDER BY step_number, id"
+            ),
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| (r.try_get_by_index(0).unwrap(), r.try_get_by_index(1).unwrap(), r.try_get_by_index(2).unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn leads_waiting_for_a_deleted_step_go_on_with_the_next_one_across_a_gap() {
+    let app = TestApp::spawn_with(|k| (k == "CAMPAIGN_QUIET_HOURS").then(|| "off".to_string())).await;
+    let admin = app.new_broker().await;
+    // Steps 1, 2 and 4: no step 3.
+    let (id, steps) = active_campaign(
+        &app,
+        &admin,
+        json!({}),
+        &[
+            json!({"step_number": 1, "action": "send_message", "message_text": "Hola {{first_name}}"}),
+            json!({"step_number": 2, "action": "send_message", "message_text": "¿Sigues ahí?", "delay_hours": 2}),
+            json!({"step_number": 4, "action": "send_message", "message_text": "Último aviso"}),
+        ],
+    )
+    .await;
+    let due_now = lead(&app, &admin, "Ana Pérez").await;
+    let later = lead(&app, &admin, "Berta Soto").await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(worker::run_with(app.infra().clone(), "campaign-worker".into(), vec![], async {
+        let _ = stopped.await;
+    }));
+    apply(&app, &admin, id, &[due_now, later]).await;
+    let both = || async {
+        (
+            logs(&app, &admin, id, "status=sent").await["total"].clone(),
+            logs(&app, &admin, id, "status=pending").await["total"].clone(),
+        )
+    };
+    for _ in 0..100 {
+        if both().await == (json!(2), json!(2)) {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    assert_eq!(both().await, (json!(2), json!(2)), "both first steps ran and both second steps wait");
+    // Step 2 waits two hours for both; for one of them it fell due a minute ago (its job is late).
+    app.db()
+        .execute_unprepared(&format!(
+            "UPDATE campaign_logs SET scheduled_for = now() - interval '1 minute' \
+             WHERE lead_id = {due_now} AND step_id = {}",
+            steps[1]
+        ))
+        .await
+        .unwrap();
+    let step2_due_later: DateTime<Utc> =
+        log_of(&logs(&app, &admin, id, "").await, later, steps[1])["scheduled_for"].as_str().unwrap().parse().unwrap();
+
+    ok(send(&app, &admin, "DELETE", &format!("/api/v1/campaigns/{id}/steps/{}", steps[1]), None).await, 204).await;
+
+    // The step due already is followed by step 4 at once (no delay of its own); the worker sends it.
+    let mut after = Vec::new();
+    for _ in 0..100 {
+        after = lead_logs(&app, id, due_now).await;
+        if after.last().is_some_and(|l| l.0 == 4 && l.1 == "sent") {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    assert_eq!(
+        after,
+        vec![
+            (1, "sent".to_string(), None),
+            (2, "skipped".to_string(), Some("step_deleted".to_string())),
+            (4, "sent".to_string(), None),
+        ]
+    );
+    assert_eq!(campaign_messages(&app, due_now).await, vec!["Hola Ana", "Último aviso"]);
+    // The other lead keeps its timeline: step 4 when step 2 would have run.
+    let page = logs(&app, &admin, id, &format!("lead_id={later}")).await;
+    let fourth = log_of(&page, later, steps[2]);
+    assert_eq!(fourth["status"], "pending");
+    let due: DateTime<Utc> = fourth["scheduled_for"].as_str().unwrap().parse().unwrap();
+    assert_eq!(due, step2_due_later);
+    assert_eq!(lead_logs(&app, id, later).await[1], (2, "skipped".to_string(), Some("step_deleted".to_string())));
+    let stats = ok(send(&app, &admin, "GET", &format!("/api/v1/campaigns/{id}/stats"), None).await, 200).await;
+    assert_eq!(
+        (stats["sent"].as_i64(), stats["pending"].as_i64(), stats["skipped"].as_i64()),
+        (Some(3), Some(1), Some(2)),
+        "nothing left pending for the deleted step: {stats}"
+    );
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+    // Nothing after step 4: that lead's enrolment is finished.
+    let finished = scalar(
+        &app,
+        &format!(
+            "SELECT count(*) FROM campaign_enrolments WHERE campaign_id = {id} AND lead_id = {due_now} \
+             AND finished_at IS NOT NULL"
+        ),
+    )
+    .await;
+    assert_eq!(finished, 1);
+    // The deleted step's own job, delivered late, finds nothing to do.
+    let late = runner::run(app.infra(), &job(&admin, id, later, steps[1]), "t", Utc::now()).await.unwrap();
+    assert_eq!(late, StepOutcome::Gone);
+    assert_eq!(campaign_messages(&app, later).await, vec!["Hola Berta"]);
+}
+
+#[tokio::test]
+async fn deleting_the_last_waiting_step_finishes_the_enrolment() {
+    let app = TestApp::spawn_with(|k| (k == "CAMPAIGN_QUIET_HOURS").then(|| "off".to_string())).await;
+    let admin = app.new_broker().await;
+    let (id, steps) = active_campaign(
+        &app,
+        &admin,
+        json!({}),
+        &[
+            json!({"step_number": 1, "action": "send_message", "message_text": "Hola"}),
+            json!({"step_number": 2, "action": "make_call", "delay_hours": 24}),
+        ],
+    )
+    .await;
+    let l = lead(&app, &admin, "Ana Pérez").await;
+    apply(&app, &admin, id, &[l]).await;
+    runner::run(app.infra(), &job(&admin, id, l, steps[0]), "t", noon()).await.unwrap();
+    ok(send(&app, &admin, "DELETE", &format!("/api/v1/campaigns/{id}/steps/{}", steps[1]), None).await, 204).await;
+    assert_eq!(
+        lead_logs(&app, id, l).await,
+        vec![(1, "sent".to_string(), None), (2, "skipped".to_string(), Some("step_deleted".to_string()))]
+    );
+    let open = scalar(
+        &app,
+        &format!("SELECT count(*) FROM campaign_enrolments WHERE campaign_id = {id} AND finished_at IS NULL"),
+    )
+    .await;
+    assert_eq!(open, 0);
+    // Another broker's step, or one already gone: 404.
+    expect_error(
+        send(&app, &admin, "DELETE", &format!("/api/v1/campaigns/{id}/steps/{}", steps[1]), None).await,
+        404,
+        "not_found",
+    )
+    .await;
+    let other = app.new_broker().await;
+    expect_error(
+        send(&app, &other, "DELETE", &format!("/api/v1/campaigns/{id}/steps/{}", steps[0]), None).await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message preview
+
+/// A fake OpenAI-compatible server answering every chat completion with `status` and `answer`,
+/// recording the request bodies.
+struct FakeLlm {
+    url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+async fn fake_llm(status: u16, answer: Value) -> FakeLlm {
+    use poem::listener::{Acceptor, Listener, TcpListener};
+    use poem::{EndpointExt, handler, web::Data};
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+    #[handler]
+    async fn completions(body: poem::Body, seen: Data<&Seen>, reply: Data<&(u16, Value)>) -> poem::Response {
+        let b: Value = serde_json::from_slice(&body.into_vec().await.unwrap_or_default()).unwrap_or(Value::Null);
+        seen.lock().unwrap().push(b);
+        let (status, answer) = reply.0;
+        poem::Response::builder()
+            .status(StatusCode::from_u16(*status).unwrap())
+            .content_type("application/json")
+            .body(answer.to_string())
+    }
+    let requests: Seen = Default::default();
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await.unwrap();
+    let addr = *acceptor.local_addr()[0].as_socket_addr().unwrap();
+    let app = poem::Route::new()
+        .at("/v1/chat/completions", poem::post(completions))
+        .data(requests.clone())
+        .data((status, answer));
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    FakeLlm { url: format!("http://{addr}/v1"), requests }
+}
+
+fn openai_answer(text: &str) -> Value {
+    json!({
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 300, "completion_tokens": 40, "total_tokens": 340}
+    })
+}
+
+async fn app_with_llm(llm: &FakeLlm) -> TestApp {
+    let url = llm.url.clone();
+    TestApp::spawn_with(move |k| match k {
+        "LLM_PROVIDER" => Some("openai".into()),
+        "OPENAI_BASE_URL" => Some(url.clone()),
+        "OPENAI_API_KEY" => Some("sk-test".into()),
+        "LLM_RETRY_BACKOFF_MS" => Some("10".into()),
+        "LLM_TIMEOUT_MS" => Some("5000".into()),
+        _ => None,
+    })
+    .await
+}
+
+async fn preview(app: &TestApp, user: &User, id: i64, b: Option<Value>) -> TestResponse {
+    send(app, user, "POST", &format!("/api/v1/campaigns/{id}/preview-message"), b).await
+}
+
+#[tokio::test]
+async fn without_an_llm_the_preview_is_the_first_message_rendered_for_a_sample_lead() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    let id = campaign(&app, &admin, json!({"name": "Reactivación Ñuñoa", "channel": "whatsapp"})).await["id"]
+        .as_i64()
+        .unwrap();
+
+    // No steps yet: the fixed greeting, with the broker's name.
+    let p = ok(preview(&app, &admin, id, None).await, 200).await;
+    assert_eq!((p["generated_by"].as_str(), p["channel"].as_str()), (Some("default"), Some("whatsapp")));
+    assert!(p["message"].as_str().unwrap().starts_with("Hola María, te escribimos de "), "{p}");
+    assert!(p["step_id"].is_null());
+
+    step(&app, &admin, id, json!({"step_number": 1, "action": "update_stage", "target_stage": "seguimiento"})).await;
+    let s = step(
+        &app,
+        &admin,
+        id,
+        json!({"step_number": 2, "action": "send_message", "channel": "telegram",
+               "message_text": "Hola {{first_name}}, ¿sigues buscando en {{location}}? {{desconocido}}"}),
+    )
+    .await;
+    let p = ok(preview(&app, &admin, id, Some(json!({}))).await, 200).await;
+    assert_eq!(p["message"], "Hola María, ¿sigues buscando en Ñuñoa?");
+    assert_eq!((p["generated_by"].as_str(), p["action"].as_str()), (Some("message_text"), Some("send_message")));
+    assert_eq!((p["step_id"].as_i64(), p["channel"].as_str()), (s["id"].as_i64(), Some("telegram")));
+    let p = ok(preview(&app, &admin, id, Some(json!({"channel": "WhatsApp"}))).await, 200).await;
+    assert_eq!(p["channel"], "whatsapp");
+
+    // A template step previews its template.
+    let t = ok(
+        send(
+            &app,
+            &admin,
+            "POST",
+            "/api/v1/templates",
+            Some(json!({"name": "Seguimiento", "channel": "whatsapp", "content": "{{first_name}}, soy {{agent_name}} 👋"})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    ok(
+        send(
+            &app,
+            &admin,
+            "PATCH",
+            &format!("/api/v1/campaigns/{id}/steps/{}", s["id"]),
+            Some(json!({"message_template_id": t["id"], "message_text": null})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let p = ok(preview(&app, &admin, id, None).await, 200).await;
+    assert_eq!((p["message"].as_str(), p["generated_by"].as_str()), (Some("María, soy Sofía 👋"), Some("template")));
+
+    // A call's opening.
+    let p = ok(preview(&app, &admin, id, Some(json!({"action": "make_call"}))).await, 200).await;
+    assert!(p["message"].as_str().unwrap().contains("Te llamo por «Reactivación Ñuñoa»"), "{p}");
+    assert_eq!(p["action"], "make_call");
+}
+
+#[tokio::test]
+async fn a_preview_checks_its_input_and_its_broker() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    let id = campaign(&app, &admin, json!({"name": "Bienvenida"})).await["id"].as_i64().unwrap();
+    expect_error(preview(&app, &admin, id, Some(json!({"channel": "fax"}))).await, 422, "validation_error").await;
+    expect_error(preview(&app, &admin, id, Some(json!({"action": "dance"}))).await, 422, "validation_error").await;
+    expect_error(
+        preview(&app, &admin, id, Some(json!({"action": "update_stage"}))).await,
+        422,
+        "action_sends_no_message",
+    )
+    .await;
+    expect_error(
+        preview(&app, &admin, id, Some(json!({"action": "schedule_meeting"}))).await,
+        422,
+        "unsupported_action",
+    )
+    .await;
+    expect_error(preview(&app, &admin, id, Some(json!({"channel": 3}))).await, 422, "validation_error").await;
+    let other = app.new_broker().await;
+    expect_error(preview(&app, &other, id, None).await, 404, "not_found").await;
+    expect_error(preview(&app, &admin, 987_654, None).await, 404, "not_found").await;
+    let agent = app.user_in(&admin, "agent").await;
+    ok(preview(&app, &agent, id, None).await, 200).await;
+}
+
+#[tokio::test]
+async fn with_an_llm_the_preview_is_written_by_one_call_in_the_ledger() {
+    let written = "¡Hola María! Soy Sofía. ¿Te muestro opciones nuevas en Ñuñoa esta semana?";
+    let llm = fake_llm(200, openai_answer(written)).await;
+    let app = app_with_llm(&llm).await;
+    let admin = app.new_broker().await;
+    let id = campaign(&app, &admin, json!({"name": "Reactivación Ñuñoa", "channel": "whatsapp"})).await["id"]
+        .as_i64()
+        .unwrap();
+    step(&app, &admin, id, json!({"step_number": 1, "action": "send_message", "message_text": "Hola {{first_name}}"}))
+        .await;
+
+    let p = ok(preview(&app, &admin, id, None).await, 200).await;
+    assert_eq!((p["message"].as_str(), p["generated_by"].as_str()), (Some(written), Some("llm")));
+    let seen = llm.requests.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "one call");
+    let brief: Value = serde_json::from_str(seen[0]["messages"][1]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (brief["campaign"].as_str(), brief["base_text"].as_str()),
+        (Some("Reactivación Ñuñoa"), Some("Hola María"))
+    );
+    assert_eq!((brief["channel"].as_str(), brief["action"].as_str()), (Some("whatsapp"), Some("send_message")));
+    let ledger = scalar(
+        &app,
+        &format!(
+            "SELECT count(*) FROM llm_calls WHERE broker_id = {} AND call_type = 'other' AND error IS NULL",
+            admin.broker_id.unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(ledger, 1);
+}
+
+#[tokio::test]
+async fn when_the_llm_fails_the_preview_falls_back_to_the_steps_text() {
+    let llm = fake_llm(400, json!({"error": {"message": "bad request", "type": "invalid_request_error"}})).await;
+    let app = app_with_llm(&llm).await;
+    let admin = app.new_broker().await;
+    let id = campaign(&app, &admin, json!({"name": "Bienvenida"})).await["id"].as_i64().unwrap();
+    step(&app, &admin, id, json!({"step_number": 1, "action": "send_message", "message_text": "Hola {{name}}"})).await;
+    let p = ok(preview(&app, &admin, id, None).await, 200).await;
+    assert_eq!(
+        (p["message"].as_str(), p["generated_by"].as_str()),
+        (Some("Hola María González"), Some("message_text"))
+    );
+    assert!(!llm.requests.lock().unwrap().is_empty(), "the LLM was asked");
+    let failed = scalar(
+        &app,
+        &format!("SELECT count(*) FROM llm_calls WHERE broker_id = {} AND error IS NOT NULL", admin.broker_id.unwrap()),
+    )
+    .await;
+    assert!(failed >= 1, "the failed call is in the ledger");
+}

@@ -1062,3 +1062,276 @@ async fn a_message_answered_within_a_later_burst_is_not_answered_again() {
     assert!(matches!(earlier, Answered::NoReply | Answered::Superseded), "{earlier:?}");
     assert_eq!(fake.telegram_sends().len(), 1, "one answer for the burst");
 }
+
+// ---------------------------------------------------------------------------------------------
+// WhatsApp outside the 24-hour window: reminders and campaign steps
+
+async fn template(app: &TestApp, admin: &User, b: Value) -> i64 {
+    let resp =
+        app.client().post("/api/v1/templates").header("authorization", admin.bearer()).body_json(&b).send().await;
+    resp.assert_status(poem::http::StatusCode::CREATED);
+    body(resp).await["id"].as_i64().unwrap()
+}
+
+/// A lead who last wrote on WhatsApp 25 hours ago, from `from`.
+async fn lead_outside_window(app: &TestApp, broker: i64, lead_id: i64, from: &str) {
+    app.db()
+        .execute_unprepared(&format!(
+            "INSERT INTO chat_messages (lead_id, broker_id, provider, channel_user_id, message_text, direction, status, \
+               created_at) VALUES ({lead_id}, {broker}, 'whatsapp', '{from}', 'hola', 'in', 'read', now() - interval '25 hours')"
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn outside_the_window_a_reminder_fails_visibly_until_the_broker_has_a_reminder_template() {
+    use shared::appointments::reminders::{self, Sent};
+    use shared::jobs::notification::Notification;
+    let fake = fake_channels().await;
+    let app = app_with(&fake).await;
+    let admin = app.new_broker().await;
+    let broker = admin.broker_id.unwrap();
+    whatsapp_broker(&app, &admin, WA_PHONE_ID).await;
+    let lead = crate::appointments::complete_lead(&app, &admin).await;
+    lead_outside_window(&app, broker, lead, "56977778888").await;
+    let start = crate::appointments::local(crate::appointments::next_monday(), 10, 0);
+    let a = crate::appointments::book(
+        &app,
+        &admin,
+        json!({"lead_id": lead, "start_time": start.to_rfc3339(), "appointment_type": "property_visit",
+               "property_address": "Av. Irarrázaval 1234, Ñuñoa"}),
+    )
+    .await;
+    let id = a["id"].as_i64().unwrap();
+    // The visit is in five hours: its 24-hour reminder is due now.
+    app.db()
+        .execute_unprepared(&format!(
+            "UPDATE appointments SET start_time = date_trunc('minute', now()) + interval '5 hours', \
+               end_time = date_trunc('minute', now()) + interval '6 hours' WHERE id = {id}"
+        ))
+        .await
+        .unwrap();
+
+    // No reminder template: the job is dead with outside_24h_window, the row failed, nothing sent.
+    let worker = start_worker(&app);
+    let job =
+        Notification::AppointmentReminder { broker_id: broker, lead_id: lead, appointment_id: id, hours_before: 24 };
+    shared::jobs::enqueue(app.infra(), job).await.unwrap();
+    wait_for("the dead reminder", 20, || async {
+        count(&app, "SELECT count(*) AS n FROM dead_jobs WHERE queue = 'notification'").await == 1
+    })
+    .await;
+    worker.stop().await;
+    let dead = &rows(&app, "SELECT last_error FROM dead_jobs WHERE queue = 'notification'").await[0];
+    assert!(dead.try_get::<String>("", "last_error").unwrap().contains("outside_24h_window"));
+    let reminder = || async {
+        rows(
+            &app,
+            &format!(
+                "SELECT m.status, m.provider_metadata, a.reminder_sent_24h, a.start_time FROM chat_messages m \
+                 JOIN appointments a ON a.id = {id} \
+                 WHERE m.lead_id = {lead} AND m.provider_metadata->>'kind' = 'appointment_reminder'"
+            ),
+        )
+        .await
+    };
+    let r = &reminder().await[0];
+    assert_eq!(r.try_get::<String>("", "status").unwrap(), "failed");
+    assert_eq!(r.try_get::<Value>("", "provider_metadata").unwrap()["error_code"], "outside_24h_window");
+    assert!(!r.try_get::<bool>("", "reminder_sent_24h").unwrap(), "not flagged as sent");
+    assert!(fake.whatsapp_sends().is_empty());
+
+    // The broker adds its reminder template (the rule: agendador, "recordatorio" in the name first).
+    let wa = |name: &str, agent: &str, wa_name: &str| {
+        json!({"name": name, "channel": "whatsapp", "agent_type": agent, "content": "Hola {{first_name}}, tu cita es el {{appointment_date}}",
+               "whatsapp_template_name": wa_name, "whatsapp_language": "es_CL",
+               "whatsapp_parameters": ["first_name", "appointment_date", "appointment_time", "appointment_type", "appointment_place"]})
+    };
+    template(&app, &admin, wa("Recordatorio de cita", "agendador", "recordatorio_cita")).await;
+    template(&app, &admin, wa("Confirmación de cita", "agendador", "confirmacion_cita")).await;
+    template(&app, &admin, wa("Recordatorio seguimiento", "seguimiento", "seguimiento_v1")).await;
+    let picked = reminders::reminder_template(app.db(), broker).await.unwrap().unwrap();
+    assert_eq!((picked.name.as_str(), picked.language.as_str()), ("recordatorio_cita", "es_CL"));
+
+    // Retrying the reminder sends the approved template, filled from the appointment, once.
+    let sent = reminders::send(app.infra(), broker, id, 24, "retry", chrono::Utc::now()).await.unwrap();
+    assert_eq!(sent, Sent::AlreadyRecorded, "the row recorded by the first attempt is the one sent");
+    let sends = fake.whatsapp_sends();
+    assert_eq!(sends.len(), 1);
+    let m = &sends[0].json;
+    assert_eq!((m["to"].as_str(), m["type"].as_str()), (Some("56977778888"), Some("template")));
+    assert_eq!(m["template"]["name"], "recordatorio_cita");
+    assert_eq!(m["template"]["language"]["code"], "es_CL");
+    let r = &reminder().await[0];
+    let start: chrono::DateTime<chrono::Utc> = r.try_get("", "start_time").unwrap();
+    let local = start.with_timezone(&shared::leads::model::TZ);
+    let params: Vec<&str> = m["template"]["components"][0]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["type"], "text");
+            p["text"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        params,
+        vec![
+            "María",
+            shared::text::day_long_es(local.date_naive()).as_str(),
+            local.format("%H:%M").to_string().as_str(),
+            "visita a la propiedad",
+            "Av. Irarrázaval 1234, Ñuñoa",
+        ]
+    );
+    assert_eq!(m["template"]["components"][0]["type"], "body");
+    assert_eq!(r.try_get::<String>("", "status").unwrap(), "sent");
+    assert_eq!(r.try_get::<Value>("", "provider_metadata").unwrap()["via"], "template");
+    assert!(r.try_get::<bool>("", "reminder_sent_24h").unwrap());
+    let again = reminders::send(app.infra(), broker, id, 24, "again", chrono::Utc::now()).await.unwrap();
+    assert_eq!(again, Sent::Skipped(shared::appointments::reminders::Skip::AlreadySent));
+    assert_eq!(fake.whatsapp_sends().len(), 1);
+}
+
+#[tokio::test]
+async fn inside_the_window_a_reminder_is_free_text_even_with_a_template() {
+    use shared::appointments::reminders::{self, Sent};
+    let fake = fake_channels().await;
+    let app = app_with(&fake).await;
+    let admin = app.new_broker().await;
+    let broker = admin.broker_id.unwrap();
+    whatsapp_broker(&app, &admin, WA_PHONE_ID).await;
+    template(
+        &app,
+        &admin,
+        json!({"name": "Recordatorio", "channel": "whatsapp", "agent_type": "agendador", "content": "Hola {{first_name}}",
+               "whatsapp_template_name": "recordatorio_cita", "whatsapp_parameters": ["first_name"]}),
+    )
+    .await;
+    let lead = crate::appointments::complete_lead(&app, &admin).await;
+    app.db()
+        .execute_unprepared(&format!(
+            "INSERT INTO chat_messages (lead_id, broker_id, provider, channel_user_id, message_text, direction, status) \
+             VALUES ({lead}, {broker}, 'whatsapp', '56977770000', 'hola', 'in', 'read')"
+        ))
+        .await
+        .unwrap();
+    let start = crate::appointments::local(crate::appointments::next_monday(), 10, 0);
+    let a = crate::appointments::book(&app, &admin, json!({"lead_id": lead, "start_time": start.to_rfc3339()})).await;
+    let due = start.with_timezone(&chrono::Utc) - chrono::Duration::hours(1);
+    let sent = reminders::send(app.infra(), broker, a["id"].as_i64().unwrap(), 1, "w", due).await.unwrap();
+    assert!(matches!(sent, Sent::Recorded(_)), "{sent:?}");
+    let sends = fake.whatsapp_sends();
+    assert_eq!(sends.len(), 1);
+    assert_eq!((sends[0].json["type"].as_str(), sends[0].json["to"].as_str()), (Some("text"), Some("56977770000")));
+    assert!(sends[0].json["text"]["body"].as_str().unwrap().starts_with("Hola María, te recordamos tu"));
+}
+
+/// A JSON call that must succeed; its body.
+async fn call(app: &TestApp, admin: &User, method: &str, path: String, b: Option<Value>) -> Value {
+    let c = app.client();
+    let req = if method == "PUT" { c.put(path) } else { c.post(path) }.header("authorization", admin.bearer());
+    let resp = match b {
+        Some(b) => req.body_json(&b).send().await,
+        None => req.send().await,
+    };
+    let status = resp.0.status().as_u16();
+    let v = body(resp).await;
+    assert!(status < 300, "{status}: {v}");
+    v
+}
+
+#[tokio::test]
+async fn outside_the_window_a_campaign_text_step_fails_in_its_log_and_a_template_step_goes_out() {
+    use shared::campaigns::runner::{self, StepOutcome};
+    use shared::jobs::campaign_step::CampaignStep;
+    let fake = fake_channels().await;
+    let app = app_with(&fake).await;
+    let admin = app.new_broker().await;
+    let broker = admin.broker_id.unwrap();
+    whatsapp_broker(&app, &admin, WA_PHONE_ID).await;
+    let lead = crate::appointments::complete_lead(&app, &admin).await;
+    lead_outside_window(&app, broker, lead, "56966665555").await;
+    let tpl = template(
+        &app,
+        &admin,
+        json!({"name": "Novedades", "channel": "whatsapp", "content": "Hola {{first_name}}, hay novedades en {{broker_name}}",
+               "whatsapp_template_name": "novedades_promo", "whatsapp_language": "es",
+               "whatsapp_parameters": ["first_name", "broker_name"]}),
+    )
+    .await;
+    let id = call(
+        &app,
+        &admin,
+        "POST",
+        "/api/v1/campaigns".into(),
+        Some(json!({"name": "Novedades", "channel": "whatsapp"})),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let text_step = call(
+        &app,
+        &admin,
+        "POST",
+        format!("/api/v1/campaigns/{id}/steps"),
+        Some(json!({"step_number": 1, "action": "send_message", "message_text": "Hola {{first_name}}"})),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let tpl_step = call(
+        &app,
+        &admin,
+        "POST",
+        format!("/api/v1/campaigns/{id}/steps"),
+        Some(json!({"step_number": 2, "action": "send_message", "message_template_id": tpl})),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    call(&app, &admin, "PUT", format!("/api/v1/campaigns/{id}/activate"), None).await;
+    call(&app, &admin, "POST", format!("/api/v1/campaigns/{id}/apply"), Some(json!({"lead_ids": [lead]}))).await;
+    let noon = {
+        use chrono::TimeZone;
+        let tz = shared::leads::model::TZ;
+        let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+        tz.from_local_datetime(&today.and_hms_opt(12, 0, 0).unwrap()).earliest().unwrap().with_timezone(&chrono::Utc)
+    };
+    let job = |step_id| CampaignStep { broker_id: broker, campaign_id: id, lead_id: lead, step_id };
+
+    assert_eq!(runner::run(app.infra(), &job(text_step), "t", noon).await.unwrap(), StepOutcome::Ran("failed".into()));
+    let log = |step: i64| {
+        let app = &app;
+        async move {
+            rows(
+                app,
+                &format!("SELECT status, response FROM campaign_logs WHERE step_id = {step} AND lead_id = {lead}"),
+            )
+            .await
+            .remove(0)
+        }
+    };
+    let first = log(text_step).await;
+    assert_eq!(first.try_get::<String>("", "status").unwrap(), "failed");
+    assert_eq!(first.try_get::<Value>("", "response").unwrap()["error"], "outside_24h_window");
+    assert!(fake.whatsapp_sends().is_empty());
+
+    assert_eq!(runner::run(app.infra(), &job(tpl_step), "t", noon).await.unwrap(), StepOutcome::Ran("sent".into()));
+    let sends = fake.whatsapp_sends();
+    assert_eq!(sends.len(), 1);
+    let m = &sends[0].json;
+    assert_eq!((m["to"].as_str(), m["type"].as_str()), (Some("56966665555"), Some("template")));
+    assert_eq!(
+        (m["template"]["name"].as_str(), m["template"]["language"]["code"].as_str()),
+        (Some("novedades_promo"), Some("es"))
+    );
+    let broker_name: String =
+        rows(&app, &format!("SELECT name FROM brokers WHERE id = {broker}")).await[0].try_get("", "name").unwrap();
+    assert_eq!(
+        m["template"]["components"][0]["parameters"],
+        json!([{"type": "text", "text": "María"}, {"type": "text", "text": broker_name}])
+    );
+    assert_eq!(log(tpl_step).await.try_get::<String>("", "status").unwrap(), "sent");
+}

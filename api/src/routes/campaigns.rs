@@ -9,9 +9,9 @@ use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
-use shared::campaigns::enrol;
 use shared::campaigns::model::{Campaign, Log, Step};
 use shared::campaigns::service::{self, CampaignPatch, ListQuery, LogQuery, NewCampaign, NewStep, StepPatch};
+use shared::campaigns::{compose, enrol};
 
 use super::ApiTags;
 use crate::body::{JsonBody, maybe};
@@ -279,6 +279,27 @@ pub struct MatchingOut {
     pub total: i64,
     pub note: String,
     pub leads: Vec<MatchingLeadOut>,
+}
+
+#[derive(Object)]
+pub struct PreviewIn {
+    /// `telegram`, `whatsapp`, `email`, `call` or `webchat` (default: the step's, else the campaign's)
+    pub channel: Option<String>,
+    /// `send_message` (default) or `make_call` (the opening of the call)
+    pub action: Option<String>,
+}
+
+#[derive(Object)]
+pub struct PreviewOut {
+    /// The message as a sample lead (María González, of Ñuñoa) would get it.
+    pub message: String,
+    pub channel: String,
+    pub action: String,
+    /// `llm` (written by one call to the configured LLM), `template` or `message_text` (the
+    /// step's own words rendered for the sample lead), `default` (the fixed greeting).
+    pub generated_by: String,
+    /// The first step of that action the preview is based on.
+    pub step_id: Option<i64>,
 }
 
 #[derive(ApiResponse)]
@@ -576,6 +597,34 @@ impl CampaignsApi {
                 .into_iter()
                 .map(|l| MatchingLeadOut { id: l.id, name: l.name, score: l.score, pipeline_stage: l.pipeline_stage })
                 .collect(),
+        }))
+    }
+
+    /// Preview the campaign's message for a sample lead
+    ///
+    /// Written by one call to the configured LLM (recorded in the cost ledger) from the first step
+    /// of the action; without an LLM, that step's template or text rendered for the sample lead,
+    /// or the fixed greeting. `update_stage` sends no message (422 `action_sends_no_message`).
+    #[oai(
+        path = "/api/v1/campaigns/:campaign_id/preview-message",
+        method = "post",
+        operation_id = "campaigns_preview_message"
+    )]
+    async fn preview_message(
+        &self,
+        state: Data<&AppState>,
+        auth: Auth,
+        campaign_id: Path<i64>,
+        body: JsonBody<Option<PreviewIn>>,
+    ) -> ApiResult<Json<PreviewOut>> {
+        let b = body.0.unwrap_or(PreviewIn { channel: None, action: None });
+        let p = compose::preview(&state.infra, &auth, campaign_id.0, b.channel.as_deref(), b.action.as_deref()).await?;
+        Ok(Json(PreviewOut {
+            message: p.message,
+            channel: p.channel,
+            action: p.action,
+            generated_by: p.generated_by,
+            step_id: p.step_id,
         }))
     }
 

@@ -12,6 +12,17 @@
 //! dashboard is its delivery) and `pending` for Telegram and WhatsApp, then delivered by the channel
 //! sender ([`crate::channels::sender::deliver`], idempotent per row) within the same job: a
 //! failed delivery fails the job, whose retry finds the row recorded and delivers it.
+//!
+//! WhatsApp outside the 24-hour window takes an approved template. The reminder's is the broker's
+//! [`reminder_template`]: a `whatsapp` message template with a `whatsapp_template_name` and agent
+//! type `agendador` (the scheduling agent's), one whose name contains "recordatorio" (or
+//! "reminder") first, else the most recently updated. Its body parameters are filled from the
+//! template values of the lead (`name`, `first_name`, `broker_name`, …) and of this appointment:
+//! `appointment_date` ("martes 10 de marzo"), `appointment_time` ("10:00"), `appointment_type`
+//! ("reunión virtual"), `appointment_place` (the address, the place or the meeting link),
+//! `meet_url` and `agent_name` (the appointment's agent). Without such a template, a reminder to a
+//! lead outside the window fails as `outside_24h_window`: the message row is `failed` with that
+//! code, the job is dead-lettered with it, and the reminder is not flagged as sent.
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Set, Statement};
@@ -195,6 +206,18 @@ pub async fn send(
     };
     let text = reminder_text(&facts, now);
     let (provider, channel_user_id) = crate::conversations::last_channel(&infra.db, lead.id).await?;
+    let template = match provider.as_str() {
+        "whatsapp" => match reminder_template(&infra.db, broker_id).await? {
+            Some(t) => {
+                let values = reminder_values(infra, &lead, &facts, now).await?;
+                Some(crate::campaigns::compose::whatsapp_template(&t.name, &t.language, &t.parameters, &values))
+            }
+            None => None,
+        },
+        _ => None,
+    };
+    let whatsapp_template =
+        template.as_ref().map(|t| json!({"name": t.name, "language": t.language, "parameters": t.parameters}));
     let job = Notification::AppointmentReminder { broker_id, lead_id: lead.id, appointment_id, hours_before };
     let base = job.effect_key().ok_or_else(|| Error::internal(anyhow::anyhow!("a reminder has an effect key")))?;
     let key = format!("{base}:{}", appt.start_time.timestamp());
@@ -213,6 +236,7 @@ pub async fn send(
             provider_metadata: Set(Some(json!({
                 "kind": "appointment_reminder", "appointment_id": appointment_id, "hours_before": hours_before,
                 "delivery": if provider == "webchat" { "dashboard" } else { "queued" },
+                "whatsapp_template": whatsapp_template,
             }))),
             ..Default::default()
         }
@@ -222,6 +246,11 @@ pub async fn send(
     };
     let outcome = perform_once(&infra.db, effect, holder, std::time::Duration::from_secs(60), record).await?;
     let message_id = outcome.result()["message_id"].as_i64().unwrap_or_default();
+    if let (Outcome::AlreadyDone(_), Some(t)) = (&outcome, &whatsapp_template) {
+        // Recorded by an attempt that failed before the broker had a reminder template: the retry
+        // (a dead job retried after adding one) sends with it.
+        attach_template(&infra.db, message_id, t).await?;
+    }
     if crate::channels::CHANNELS.contains(&provider.as_str()) && message_id > 0 {
         crate::channels::sender::deliver(infra, message_id, holder).await?;
     }
@@ -237,6 +266,88 @@ pub async fn send(
     )
     .await;
     Ok(Sent::Recorded(message_id))
+}
+
+/// The approved WhatsApp template a broker's reminders use outside the 24-hour window (the rule is
+/// in the module documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReminderTemplate {
+    pub template_id: i64,
+    pub name: String,
+    pub language: String,
+    /// The template variables that fill the body parameters, in order.
+    pub parameters: Vec<String>,
+}
+
+/// The broker's reminder template, if it has one.
+pub async fn reminder_template(db: &impl ConnectionTrait, broker_id: i64) -> Result<Option<ReminderTemplate>> {
+    let Some(r) = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id, whatsapp_template_name, COALESCE(whatsapp_language, 'es'), whatsapp_parameters \
+             FROM message_templates \
+             WHERE broker_id = $1 AND channel = 'whatsapp' AND agent_type = 'agendador' \
+               AND whatsapp_template_name IS NOT NULL \
+             ORDER BY (lower(name) LIKE '%recordatorio%' OR lower(name) LIKE '%reminder%') DESC, \
+                      updated_at DESC, id DESC \
+             LIMIT 1",
+            [broker_id.into()],
+        ))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let parameters: serde_json::Value = r.try_get_by_index(3)?;
+    Ok(Some(ReminderTemplate {
+        template_id: r.try_get_by_index(0)?,
+        name: r.try_get_by_index(1)?,
+        language: r.try_get_by_index(2)?,
+        parameters: parameters
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
+    }))
+}
+
+/// The template values of the lead, with this appointment's facts (module documentation).
+async fn reminder_values(
+    infra: &Infra,
+    lead: &leads::Model,
+    f: &ReminderFacts<'_>,
+    now: DateTime<Utc>,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut values = crate::templates::lead_values(infra, &infra.db, lead, now).await?;
+    let start = f.start.with_timezone(&TZ);
+    values.insert("appointment_date".into(), crate::text::day_long_es(start.date_naive()));
+    values.insert("appointment_time".into(), start.format("%H:%M").to_string());
+    values.insert("appointment_type".into(), f.kind.label_es().to_string());
+    let place = match f.kind {
+        AppointmentType::VirtualMeeting => f.meet_url.or(f.location),
+        AppointmentType::PropertyVisit => f.property_address.or(f.location),
+        _ => f.location.or(f.property_address),
+    };
+    if let Some(place) = place {
+        values.insert("appointment_place".into(), place.to_string());
+    }
+    if let Some(url) = f.meet_url {
+        values.insert("meet_url".into(), url.to_string());
+    }
+    if let Some(agent) = f.agent_name {
+        values.insert("agent_name".into(), agent.to_string());
+    }
+    Ok(values)
+}
+
+async fn attach_template(db: &impl ConnectionTrait, message_id: i64, template: &serde_json::Value) -> Result<()> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE chat_messages SET provider_metadata = provider_metadata || jsonb_build_object('whatsapp_template', $2::jsonb) \
+         WHERE id = $1 AND status IN ('pending', 'failed') \
+           AND jsonb_typeof(provider_metadata->'whatsapp_template') IS DISTINCT FROM 'object'",
+        [message_id.into(), template.clone().into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// Flags the reminder as sent, unless the appointment moved meanwhile.

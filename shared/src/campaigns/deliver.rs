@@ -7,6 +7,7 @@ use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 use serde_json::{Value, json};
 
 use crate::channels::sender::{self, Outbound};
+use crate::channels::whatsapp::TemplateMessage;
 use crate::ctx::Ctx;
 use crate::entities::leads;
 use crate::error::Result;
@@ -25,13 +26,16 @@ pub struct Origin<'a> {
 
 /// Sends `text` to the lead through the channel sender, on the lead's last written channel
 /// (webchat: recorded for the dashboard and published as a live `new_message`), idempotently per
-/// (campaign, step, lead). A provider's permanent refusal (`outside_24h_window`, a blocked bot, a
+/// (campaign, step, lead). `template` (from the step's message template) is what WhatsApp gets
+/// outside the 24-hour window; without one the send fails there as `outside_24h_window`. A
+/// provider's permanent refusal (`outside_24h_window`, a blocked bot, a
 /// channel without credentials) is the step's failure, in its log; a transient one is the job's
 /// error, retried with backoff (the retry finds the message recorded before and sends it once).
 pub async fn send_text(
     infra: &Infra,
     lead: &leads::Model,
     text: &str,
+    template: Option<TemplateMessage>,
     origin: Origin<'_>,
     holder: &str,
 ) -> Result<Value> {
@@ -39,7 +43,7 @@ pub async fn send_text(
         text: text.to_string(),
         kind: "campaign".into(),
         key: Some(format!("campaign:{}:step:{}:lead:{}", origin.campaign_id, origin.step_id, lead.id)),
-        template: None,
+        template,
     };
     let delivery = match sender::send_to_lead(infra, lead.broker_id, lead.id, out, holder).await {
         Ok(d) => d,

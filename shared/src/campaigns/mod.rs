@@ -6,6 +6,8 @@
 //! - [`service`]: CRUD, the approval workflow, steps, logs, stats, the matching-leads preview.
 //! - [`enrol`]: applying to leads (in bulk), the hourly trigger sweep, the stage-change and
 //!   inbound-message hooks (stop on reply), and the scheduling of each lead's next step.
+//! - [`compose`]: the text a message step sends (template, text or LLM-written, with the approved
+//!   WhatsApp template of a template step) and the preview of a campaign's message.
 //! - [`runner`]: one `campaign_step` job — the step for one lead, once (its effect key).
 //! - [`deliver`]: the seams where a message and a call leave (channel sender, voice).
 //!
@@ -13,6 +15,7 @@
 //! counts); each step of an enrolment has one log row (`campaign_logs`, unique per campaign, lead
 //! and step): `pending` while scheduled, then `sent`, `failed` or `skipped`.
 
+pub mod compose;
 pub mod deliver;
 pub mod enrol;
 pub mod model;

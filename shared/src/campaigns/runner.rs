@@ -13,17 +13,17 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, EntityTrait};
 use serde_json::{Value, json};
 
+use super::compose::{self, failure};
 use super::deliver::{self, Origin};
 use super::enrol::{mark_replied, schedule_next};
-use super::model::{Campaign, LOG_COLUMNS, Log, MAX_MESSAGE, Step, outside_quiet_hours};
+use super::model::{Campaign, LOG_COLUMNS, Log, Step, outside_quiet_hours};
 use super::service::{find_system, stmt};
 use crate::ctx::Ctx;
 use crate::effects::{Effect, Outcome, perform_once};
 use crate::entities::leads;
 use crate::error::Result;
-use crate::integrations::llm::{CallType, Message, Request, Router};
 use crate::jobs::{self, campaign_step::CampaignStep};
-use crate::{Infra, events, templates};
+use crate::{Infra, events};
 
 /// What a delivery of a `campaign_step` job did.
 #[derive(Clone, Debug, PartialEq)]
@@ -135,8 +135,8 @@ pub async fn run(infra: &Infra, job: &CampaignStep, holder: &str, now: DateTime<
     };
     let perform = || async {
         match step.action.as_str() {
-            "send_message" => match compose(infra, &c, &step, &lead, now).await? {
-                Ok(text) => deliver::send_text(infra, &lead, &text, origin, holder).await,
+            "send_message" => match compose::for_lead(infra, &c, &step, &lead, now).await? {
+                Ok(m) => deliver::send_text(infra, &lead, &m.text, m.template, origin, holder).await,
                 Err(failure) => Ok(failure),
             },
             "make_call" => deliver::place_call(infra, &lead, origin).await,
@@ -170,98 +170,6 @@ pub async fn run(infra: &Infra, job: &CampaignStep, holder: &str, now: DateTime<
         return Ok(StepOutcome::AlreadyDone);
     }
     Ok(StepOutcome::Ran(status.to_string()))
-}
-
-fn failure(code: &str, detail: impl Into<String>) -> Value {
-    json!({"status": "failed", "error": code, "detail": detail.into()})
-}
-
-/// The text of a message step: its template rendered for the lead, else its own text (rendered
-/// too: it may use `{{name}}`), else one written by the LLM. `Err` carries a failure result.
-async fn compose(
-    infra: &Infra,
-    c: &Campaign,
-    step: &Step,
-    lead: &leads::Model,
-    now: DateTime<Utc>,
-) -> Result<std::result::Result<String, Value>> {
-    let values = templates::lead_values(infra, &infra.db, lead, now).await?;
-    if let Some(t) = step.message_template_id {
-        let row = infra
-            .db
-            .query_one_raw(stmt(
-                "SELECT content FROM message_templates WHERE id = $1 AND broker_id = $2",
-                vec![t.into(), c.broker_id.into()],
-            ))
-            .await?;
-        return Ok(match row {
-            Some(r) => Ok(templates::render(&r.try_get_by_index::<String>(0)?, &values)),
-            None => Err(failure("template_not_found", format!("Template {t} no longer exists"))),
-        });
-    }
-    if let Some(text) = &step.message_text {
-        return Ok(Ok(templates::render(text, &values)));
-    }
-    if step.use_ai_message {
-        return Ok(Ok(ai_message(infra, c, step, lead, &values).await?));
-    }
-    Ok(Err(failure("message_required", "The step has no template, text or AI message")))
-}
-
-/// A short follow-up written by the configured LLM; without one, or when it fails, a fixed
-/// greeting with the lead's name (the reference's behaviour), so the step still sends.
-async fn ai_message(
-    infra: &Infra,
-    c: &Campaign,
-    step: &Step,
-    lead: &leads::Model,
-    values: &std::collections::BTreeMap<String, String>,
-) -> Result<String> {
-    let first = values.get("first_name").cloned().unwrap_or_else(|| "Cliente".into());
-    let broker = values.get("broker_name").cloned().unwrap_or_default();
-    let fallback = format!(
-        "Hola {first}, te escribimos de {broker}. ¿Sigues buscando tu propiedad? Cuéntanos y te ayudamos.",
-        broker = if broker.is_empty() { "nuestra corredora".to_string() } else { broker.clone() }
-    );
-    let router = match Router::from_settings(&infra.settings) {
-        Ok(Some(r)) => r,
-        Ok(None) => return Ok(fallback),
-        Err(e) => {
-            tracing::warn!(error = %e, "no LLM for the campaign message; using the fixed greeting");
-            return Ok(fallback);
-        }
-    };
-    let brief = json!({
-        "campaign": c.name, "description": c.description, "step_number": step.step_number,
-        "lead_first_name": first, "broker_name": broker, "stage": lead.pipeline_stage,
-        "location": values.get("location"), "goal": step.conditions.get("goal"),
-    });
-    let req = Request::new(
-        CallType::Other,
-        vec![
-            Message::system(
-                "Eres Sofía, asistente de una corredora de propiedades en Chile. Escribe UN mensaje breve \
-                 (máximo 3 frases), cálido y en español de Chile, para retomar contacto con el cliente según la \
-                 campaña indicada. Sin promesas de aprobación de crédito ni precios inventados. Responde solo \
-                 con el texto del mensaje.",
-            ),
-            Message::user(brief.to_string()),
-        ],
-    );
-    let (records, answer) = router.complete(infra, &req).await;
-    for r in &records {
-        crate::chat::ledger::record(&infra.db, Some(c.broker_id), Some(lead.id), r, None).await?;
-    }
-    Ok(match answer {
-        Ok(done) => {
-            let text: String = done.text.trim().chars().take(MAX_MESSAGE).collect();
-            if text.is_empty() { fallback } else { text }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "the LLM did not write the campaign message; using the fixed greeting");
-            fallback
-        }
-    })
 }
 
 /// An `update_stage` step: the lead moves as a manual move would (activity, `stage_changed`, the

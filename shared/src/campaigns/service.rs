@@ -3,7 +3,9 @@
 //! AGENT reach their own broker's, SUPERADMIN every broker's (naming `broker_id` to create one).
 //! AGENTs draft, edit and submit; activating, pausing, deleting and other status changes are ADMIN's.
 
-use chrono::Utc;
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement, TransactionTrait};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -12,6 +14,7 @@ use super::enrol;
 use super::model::*;
 use crate::ctx::{Ctx, Role};
 use crate::error::{Error, Result};
+use crate::jobs::campaign_step::CampaignStep;
 use crate::{Infra, audit};
 
 pub(crate) fn stmt(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
@@ -589,23 +592,130 @@ pub async fn update_step(infra: &Infra, ctx: &Ctx, campaign_id: i64, step_id: i6
     Ok(Step::decode(&row)?)
 }
 
-/// `DELETE /campaigns/{id}/steps/{step_id}`: its waiting runs are logged `skipped` (`step_deleted`).
+/// `DELETE /campaigns/{id}/steps/{step_id}`: its waiting runs are logged `skipped`
+/// (`step_deleted`) and each of those leads goes on with the next existing step (see
+/// [`continue_after_deleted`]); leads already past it are not affected.
 pub async fn delete_step(infra: &Infra, ctx: &Ctx, campaign_id: i64, step_id: i64) -> Result<()> {
     let c = find(&infra.db, ctx, campaign_id, false).await?;
-    if !c.steps.iter().any(|s| s.id == step_id) {
+    let Some(deleted) = c.steps.iter().find(|s| s.id == step_id).cloned() else {
         return Err(Error::NotFound("Step"));
-    }
+    };
     let txn = infra.db.begin().await?;
-    txn.execute_raw(stmt(
-        "UPDATE campaign_logs SET status = 'skipped', response = '{\"reason\": \"step_deleted\"}', executed_at = now() \
-         WHERE campaign_id = $1 AND step_id = $2 AND status = 'pending'",
-        vec![c.id.into(), step_id.into()],
-    ))
-    .await?;
+    let rows = txn
+        .query_all_raw(stmt(
+            "UPDATE campaign_logs SET status = 'skipped', response = '{\"reason\": \"step_deleted\"}', \
+               executed_at = now() \
+             WHERE campaign_id = $1 AND step_id = $2 AND status = 'pending' RETURNING lead_id, scheduled_for",
+            vec![c.id.into(), step_id.into()],
+        ))
+        .await?;
     txn.execute_raw(stmt("DELETE FROM campaign_steps WHERE id = $1", vec![step_id.into()])).await?;
-    record(&txn, ctx, "campaign_step_delete", &c, json!({"step_id": step_id})).await?;
+    record(&txn, ctx, "campaign_step_delete", &c, json!({"step_id": step_id, "waiting": rows.len()})).await?;
     txn.commit().await?;
-    Ok(())
+    let mut waiting = Vec::with_capacity(rows.len());
+    for r in rows {
+        waiting.push((r.try_get_by_index::<i64>(0)?, r.try_get_by_index::<Option<DateTime<Utc>>>(1)?));
+    }
+    let mut rest = c;
+    rest.steps.retain(|s| s.id != step_id);
+    continue_after_deleted(infra, &rest, deleted.step_number, &waiting, Utc::now()).await
+}
+
+/// The leads that were waiting for a deleted step (`waiting`: lead and when that step was due)
+/// continue with the next step of `c` numbered above it that they have not run, as
+/// [`enrol::schedule_next`] does after a step runs; its delay counts from when the deleted step
+/// was due (or from `now` if that has passed), so the rest of the lead's timeline does not move.
+/// A lead with nothing left has its enrolment finished. In bulk: one read, one insert, one push
+/// per thousand jobs, whatever the number of leads.
+async fn continue_after_deleted(
+    infra: &Infra,
+    c: &Campaign,
+    after: i32,
+    waiting: &[(i64, Option<DateTime<Utc>>)],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    let lead_ids: Vec<i64> = waiting.iter().map(|(l, _)| *l).collect();
+    let rows = infra
+        .db
+        .query_all_raw(stmt(
+            "SELECT lead_id, step_id, status FROM campaign_logs \
+             WHERE campaign_id = $1 AND lead_id = ANY($2) AND step_id IS NOT NULL",
+            vec![c.id.into(), lead_ids.into()],
+        ))
+        .await?;
+    let mut logged: HashMap<(i64, i64), String> = HashMap::with_capacity(rows.len());
+    for r in rows {
+        logged.insert((r.try_get_by_index(0)?, r.try_get_by_index(1)?), r.try_get_by_index(2)?);
+    }
+    let quiet = infra.settings.campaign_quiet_hours;
+    let (mut leads, mut steps, mut numbers, mut actions, mut dues) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut finished: Vec<i64> = Vec::new();
+    for &(lead_id, was_due) in waiting {
+        let next = c
+            .steps
+            .iter()
+            .filter(|s| s.step_number > after)
+            .find(|s| logged.get(&(lead_id, s.id)).is_none_or(|status| status == "pending"));
+        match next {
+            // Scheduled already (a runner got there first).
+            Some(s) if logged.contains_key(&(lead_id, s.id)) => {}
+            Some(s) => {
+                leads.push(lead_id);
+                steps.push(s.id);
+                numbers.push(s.step_number);
+                actions.push(s.action.clone());
+                dues.push(due_at(was_due.map_or(now, |d| d.max(now)), s.delay_hours, &s.action, quiet).to_rfc3339());
+            }
+            None => finished.push(lead_id),
+        }
+    }
+    if !finished.is_empty() {
+        infra
+            .db
+            .execute_raw(stmt(
+                "UPDATE campaign_enrolments SET finished_at = $3 \
+                 WHERE campaign_id = $1 AND lead_id = ANY($2) AND finished_at IS NULL",
+                vec![c.id.into(), finished.into(), now.into()],
+            ))
+            .await?;
+    }
+    if leads.is_empty() {
+        return Ok(());
+    }
+    let inserted = infra
+        .db
+        .query_all_raw(stmt(
+            "INSERT INTO campaign_logs (campaign_id, lead_id, broker_id, step_id, step_number, action, status, \
+               scheduled_for) \
+             SELECT $1, t.lead_id, $2, t.step_id, t.step_number, t.action, 'pending', t.due \
+             FROM unnest($3::bigint[], $4::bigint[], $5::int[], $6::text[], $7::text[]::timestamptz[]) \
+               AS t(lead_id, step_id, step_number, action, due) \
+             ON CONFLICT DO NOTHING RETURNING lead_id, step_id, scheduled_for",
+            vec![
+                c.id.into(),
+                c.broker_id.into(),
+                leads.into(),
+                steps.into(),
+                numbers.into(),
+                actions.into(),
+                dues.into(),
+            ],
+        ))
+        .await?;
+    let mut jobs = Vec::with_capacity(inserted.len());
+    for r in inserted {
+        let job = CampaignStep {
+            broker_id: c.broker_id,
+            campaign_id: c.id,
+            lead_id: r.try_get_by_index(0)?,
+            step_id: r.try_get_by_index(1)?,
+        };
+        jobs.push((job, r.try_get_by_index::<Option<DateTime<Utc>>>(2)?.unwrap_or(now)));
+    }
+    enrol::enqueue_steps(infra, &jobs).await
 }
 
 // ---------------------------------------------------------------------------------------------
