@@ -282,7 +282,7 @@ pub struct MatchingOut {
 }
 
 #[derive(Object)]
-pub struct PreviewIn {
+pub struct CampaignPreviewIn {
     /// `telegram`, `whatsapp`, `email`, `call` or `webchat` (default: the step's, else the campaign's)
     pub channel: Option<String>,
     /// `send_message` (default) or `make_call` (the opening of the call)
@@ -290,7 +290,7 @@ pub struct PreviewIn {
 }
 
 #[derive(Object)]
-pub struct PreviewOut {
+pub struct CampaignPreviewOut {
     /// The message as a sample lead (María González, of Ñuñoa) would get it.
     pub message: String,
     pub channel: String,
@@ -615,11 +615,11 @@ impl CampaignsApi {
         state: Data<&AppState>,
         auth: Auth,
         campaign_id: Path<i64>,
-        body: JsonBody<Option<PreviewIn>>,
-    ) -> ApiResult<Json<PreviewOut>> {
-        let b = body.0.unwrap_or(PreviewIn { channel: None, action: None });
+        body: JsonBody<Option<CampaignPreviewIn>>,
+    ) -> ApiResult<Json<CampaignPreviewOut>> {
+        let b = body.0.unwrap_or(CampaignPreviewIn { channel: None, action: None });
         let p = compose::preview(&state.infra, &auth, campaign_id.0, b.channel.as_deref(), b.action.as_deref()).await?;
-        Ok(Json(PreviewOut {
+        Ok(Json(CampaignPreviewOut {
             message: p.message,
             channel: p.channel,
             action: p.action,
