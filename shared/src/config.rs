@@ -45,6 +45,9 @@ pub struct Settings {
     pub trust_forwarded_for: bool,
     pub rate_limits: RateLimits,
     pub db_max_connections: u32,
+    /// `hnsw.ef_search` of knowledge-base searches (`KB_EF_SEARCH`): candidates the HNSW scan keeps;
+    /// higher finds more of the exact nearest entries, at more time per search.
+    pub kb_ef_search: u32,
     /// External providers: base URLs (tests point them at local fakes) and platform credentials.
     pub providers: Providers,
     /// The dashboard's address, where OAuth callbacks send the browser back (`FRONTEND_URL`).
@@ -201,6 +204,8 @@ impl Settings {
                 webhook_per_10s: parse_num("RATE_LIMIT_WEBHOOK_PER_10S", 20)? as u32,
             },
             db_max_connections: parse_num("DB_MAX_CONNECTIONS", 20)?.clamp(1, 500) as u32,
+            kb_ef_search: parse_num("KB_EF_SEARCH", u64::from(crate::knowledge::repo::EF_SEARCH))?.clamp(10, 1000)
+                as u32,
             providers: Providers {
                 public_base_url: var("PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_string()),
                 gemini_api_key: secret("GEMINI_API_KEY"),

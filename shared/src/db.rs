@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 /// Opens the pool. Acquire and connect time-outs are short so a request never hangs on a dead database.
 pub async fn connect(settings: &Settings) -> Result<DatabaseConnection> {
     let mut opts = ConnectOptions::new(settings.database_url.clone());
+    let scan = crate::knowledge::repo::session_settings(settings.kb_ef_search);
     opts.max_connections(settings.db_max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
@@ -17,7 +18,7 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection> {
         .idle_timeout(Duration::from_secs(300))
         .sqlx_logging(false)
         // Session settings sent in the startup packet, so no query pays a round trip for them.
-        .map_sqlx_postgres_opts(|o| o.options(crate::knowledge::repo::SESSION_SETTINGS.iter().copied()));
+        .map_sqlx_postgres_opts(move |o| o.options(scan.clone()));
     Ok(Database::connect(opts).await?)
 }
 

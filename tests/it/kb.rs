@@ -1138,7 +1138,7 @@ async fn the_search_statement_can_use_the_hnsw_index_with_an_iterative_scan() {
         .await;
     }
     let txn = app.db().begin().await.unwrap();
-    txn.execute_unprepared(shared::knowledge::repo::SCAN_SETTINGS).await.unwrap();
+    txn.execute_unprepared(&shared::knowledge::repo::scan_settings(shared::knowledge::repo::EF_SEARCH)).await.unwrap();
     let scan = txn
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,

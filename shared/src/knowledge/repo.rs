@@ -146,21 +146,30 @@ pub fn search_sql(source_filter: bool) -> String {
     )
 }
 
+/// The default `hnsw.ef_search` (`KB_EF_SEARCH`).
+pub const EF_SEARCH: u32 = 100;
+
 /// The HNSW scan settings of a search, set for every pooled connection at connect time
 /// ([`crate::db::connect`] sends them as startup options, so a search is one statement and one round
-/// trip): a wider `ef_search`, and on pgvector ≥ 0.8 the iterative scan (older versions drop the
-/// unknown name with a warning when the extension loads; `ef_search` still applies). They only
-/// change HNSW index scans, which only the knowledge base runs.
-pub const SESSION_SETTINGS: [(&str, &str); 2] = [("hnsw.ef_search", "100"), ("hnsw.iterative_scan", "relaxed_order")];
+/// trip): a wider `ef_search` (`KB_EF_SEARCH`), and on pgvector ≥ 0.8 the iterative scan (older
+/// versions drop the unknown name with a warning when the extension loads; `ef_search` still
+/// applies). They only change HNSW index scans, which only the knowledge base runs.
+pub fn session_settings(ef_search: u32) -> [(&'static str, String); 2] {
+    [("hnsw.ef_search", ef_search.to_string()), ("hnsw.iterative_scan", "relaxed_order".to_string())]
+}
 
 /// The same settings as one statement, for a connection that was not opened by [`crate::db::connect`]
 /// (local to the current transaction).
-pub const SCAN_SETTINGS: &str = "DO $$ BEGIN \
-         PERFORM set_config('hnsw.ef_search', '100', true); \
-         PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true); \
-     EXCEPTION WHEN OTHERS THEN \
-         PERFORM set_config('hnsw.ef_search', '100', true); \
-     END $$";
+pub fn scan_settings(ef_search: u32) -> String {
+    format!(
+        "DO $$ BEGIN \
+             PERFORM set_config('hnsw.ef_search', '{ef_search}', true); \
+             PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true); \
+         EXCEPTION WHEN OTHERS THEN \
+             PERFORM set_config('hnsw.ef_search', '{ef_search}', true); \
+         END $$"
+    )
+}
 
 /// Chunks the index is asked for before the best one per entry is kept.
 const CANDIDATES: i64 = 100;
@@ -180,7 +189,7 @@ pub struct QueryVector<'a> {
 /// btree, then a sort); for a large one, the HNSW index. A filtered approximate scan can run out of
 /// candidates before `n` rows pass the broker filter, so the search asks pgvector ≥ 0.8 for an
 /// iterative scan (which keeps walking the graph until enough rows pass) and re-sorts the
-/// candidates itself, since that scan may return them slightly out of order ([`SESSION_SETTINGS`]).
+/// candidates itself, since that scan may return them slightly out of order ([`session_settings`]).
 pub async fn search(
     db: &DatabaseConnection,
     ctx: &Ctx,
