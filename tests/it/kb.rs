@@ -1019,6 +1019,18 @@ async fn gemini_embeddings_use_its_wire_format_and_a_500_is_retried() {
     assert!(result_ids(&search(&app, &admin, weak).await).is_empty(), "below 0.6");
     let out = search(&app, &admin, json!({"query": "¿puedo tener perro?", "min_similarity": 0.1})).await;
     assert_eq!(result_ids(&out), vec![id]);
+
+    // Gemini counts no tokens for embeddings: the ledger estimates them; the model has no list price.
+    let costed = scalar(
+        &app,
+        &format!(
+            "SELECT count(*) FROM llm_calls WHERE call_type = 'embedding' AND provider = 'gemini' \
+             AND broker_id = {} AND tokens_estimated AND input_tokens > 0 AND estimated_cost_usd IS NULL",
+            admin.broker_id.unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(costed, 4, "the answered document call and three searches (the failed one costs 0)");
 }
 
 #[tokio::test]
@@ -1090,6 +1102,45 @@ async fn openai_embeddings_use_its_wire_format_and_a_500_is_retried() {
         fake.requests().last().unwrap().body["input"],
         json!(["Unidades. La unidad 23 del piso 23 tiene orientación norte"])
     );
+
+    // Every remote call is in the cost ledger, for the broker: the failed one without cost, the
+    // answered ones with OpenAI's token count priced at text-embedding-3-small's rate.
+    let rows = app
+        .db()
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT provider, model, input_tokens, estimated_cost_usd::text, error IS NOT NULL, tokens_estimated \
+                 FROM llm_calls WHERE call_type = 'embedding' AND broker_id = {} ORDER BY id",
+                admin.broker_id.unwrap()
+            ),
+        ))
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, i32, Option<String>, bool, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+                r.try_get_by_index(2).unwrap(),
+                r.try_get_by_index(3).unwrap(),
+                r.try_get_by_index(4).unwrap(),
+                r.try_get_by_index(5).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|r| (r.0.as_str(), r.1.as_str()) == ("openai", "text-embedding-3-small")));
+    assert!(rows[0].4 && rows[0].3.as_deref().is_some_and(|c| c.parse::<f64>().unwrap() == 0.0), "{rows:?}");
+    for r in &rows[1..] {
+        assert_eq!((r.2, r.4, r.5), (12, false, false), "{r:?}");
+        assert_eq!(r.3.as_deref().map(|c| c.parse::<f64>().unwrap()), Some(0.000_000_24), "{r:?}");
+    }
+    let summary = body(get(&app, &admin, "/api/v1/admin/costs/summary?period=today").await).await;
+    assert_eq!((summary["total_calls"].as_i64(), summary["error_calls"].as_i64()), (Some(3), Some(1)), "{summary}");
+    // (Fractions of a millionth of a dollar: the summary shows them rounded to 0.)
+    assert!(summary["cost_by_call_type"]["embedding"].is_number(), "{summary}");
 }
 
 #[tokio::test]

@@ -266,10 +266,16 @@ pub async fn search(infra: &Infra, ctx: &Ctx, r: &SearchRequest) -> Result<Searc
     tracing::Span::current().record("broker_id", broker_id);
     let embedder = embeddings::configured(&infra.settings)?;
     let min_similarity = s.min_similarity.unwrap_or_else(|| embedder.default_min_similarity());
-    let vector = embeddings::embed_all(infra, embedder.as_ref(), std::slice::from_ref(&s.query), Purpose::Query)
-        .await?
-        .pop()
-        .ok_or_else(|| Error::internal(anyhow::anyhow!("the embedder returned no vector")))?;
+    let vector = embeddings::embed_all(
+        infra,
+        embedder.as_ref(),
+        std::slice::from_ref(&s.query),
+        Purpose::Query,
+        Some(broker_id),
+    )
+    .await?
+    .pop()
+    .ok_or_else(|| Error::internal(anyhow::anyhow!("the embedder returned no vector")))?;
     let query = repo::QueryVector { vector, provider: embedder.provider(), model: embedder.model() };
     let hits = repo::search(&infra.db, ctx, broker_id, query, &s, min_similarity).await?;
     Ok(SearchOutcome { broker_id, query: s.query, hits })
@@ -343,7 +349,8 @@ pub async fn embed_entry(infra: &Infra, job: &Embedding) -> Result<Embedded> {
     let embedder = embeddings::configured(&infra.settings)?;
     let pieces = chunk::split(&entry.content);
     let texts: Vec<String> = pieces.iter().map(|p| embedding_text(&entry.title, p)).collect();
-    let vectors = embeddings::embed_all(infra, embedder.as_ref(), &texts, Purpose::Document).await?;
+    let vectors =
+        embeddings::embed_all(infra, embedder.as_ref(), &texts, Purpose::Document, Some(job.broker_id)).await?;
 
     let txn = infra.db.begin().await?;
     // The commit need not wait for its WAL flush (about 4 ms of fsync per job here, which capped the

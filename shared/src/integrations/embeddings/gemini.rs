@@ -7,7 +7,7 @@ use futures_util::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use super::{Embedder, Purpose, SERVICE, numbers};
+use super::{Batch, Embedder, Purpose, SERVICE, numbers};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::infra::Infra;
@@ -95,7 +95,7 @@ impl Embedder for Gemini {
         infra: &'a Infra,
         texts: &'a [String],
         purpose: Purpose,
-    ) -> BoxFuture<'a, Result<Vec<Vec<f32>>>> {
+    ) -> BoxFuture<'a, Result<Batch>> {
         Box::pin(async move {
             let url = format!("{}/v1beta/models/{}:batchEmbedContents", self.base_url, self.model);
             let req = http()
@@ -104,7 +104,8 @@ impl Embedder for Gemini {
                 .header("x-goog-api-key", self.key.expose_secret())
                 .json(&request_body(&self.model, texts, purpose));
             let body = breaker::EMBEDDINGS.call(infra, || send_json(SERVICE, req)).await?;
-            parse_response(&body)
+            // batchEmbedContents reports no usage: the ledger estimates the tokens.
+            Ok(Batch { vectors: parse_response(&body)?, input_tokens: None })
         })
     }
 }

@@ -8,7 +8,9 @@
 //! Every vector has [`DIMENSIONS`] components and unit length, whatever the provider returned, so
 //! the stored vectors of one provider and model are comparable by cosine distance. Remote calls go
 //! through [`send_json`](super::send_json) inside the shared `embeddings` circuit breaker; their
-//! errors are classed permanent or transient as SPEC §15 says.
+//! errors are classed permanent or transient as SPEC §15 says. Every remote call, answered or
+//! failed, is a row of the cost ledger (`llm_calls`, call type `embedding`) for the broker it was
+//! made for; the local embedder costs nothing and writes none.
 
 pub mod gemini;
 pub mod local;
@@ -19,6 +21,7 @@ use futures_util::future::BoxFuture;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::infra::Infra;
+use crate::integrations::llm::{CallRecord, CallType, Usage, price};
 
 /// Components of every stored vector (`vector(768)` in `knowledge_chunks`).
 pub const DIMENSIONS: usize = 768;
@@ -32,6 +35,14 @@ pub const SERVICE: &str = "embeddings";
 pub enum Purpose {
     Document,
     Query,
+}
+
+/// One call's answer: a vector per text, and the input tokens the provider counted (`None` when
+/// it does not say: the ledger then estimates them from the characters sent).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    pub vectors: Vec<Vec<f32>>,
+    pub input_tokens: Option<u32>,
 }
 
 /// A provider of text embeddings.
@@ -55,7 +66,7 @@ pub trait Embedder: Send + Sync {
         infra: &'a Infra,
         texts: &'a [String],
         purpose: Purpose,
-    ) -> BoxFuture<'a, Result<Vec<Vec<f32>>>>;
+    ) -> BoxFuture<'a, Result<Batch>>;
 }
 
 /// The provider `EMBEDDING_PROVIDER` names. A remote provider without its API key, or an unknown
@@ -75,19 +86,62 @@ pub fn not_configured(detail: impl Into<String>) -> Error {
     Error::upstream_permanent(SERVICE, "embedding_provider_not_configured", None, detail)
 }
 
-/// Embeds `texts` in batches of the provider's size; every vector checked and unit length.
+/// Embeds `texts` in batches of the provider's size; every vector checked and unit length. Each
+/// remote call is written to the cost ledger for `broker_id` ([`record_call`]).
 pub async fn embed_all(
     infra: &Infra,
     embedder: &dyn Embedder,
     texts: &[String],
     purpose: Purpose,
+    broker_id: Option<i64>,
 ) -> Result<Vec<Vec<f32>>> {
     let mut out = Vec::with_capacity(texts.len());
     for batch in texts.chunks(embedder.batch_size().max(1)) {
-        let vectors = embedder.embed_batch(infra, batch, purpose).await?;
-        out.extend(checked(vectors, batch.len())?);
+        let started = std::time::Instant::now();
+        let answer = embedder.embed_batch(infra, batch, purpose).await;
+        if embedder.provider() != "local" {
+            record_call(infra, embedder, batch, answer.as_ref().map(|b| b.input_tokens), started.elapsed(), broker_id)
+                .await;
+        }
+        out.extend(checked(answer?.vectors, batch.len())?);
     }
     Ok(out)
+}
+
+/// Writes the ledger row of one remote call: its tokens (the provider's count, else characters / 4),
+/// the model's price and the latency; a failed call is recorded with its error and no cost. A
+/// ledger that cannot be written is logged, not raised: the vectors were paid for either way, and a
+/// retry would pay again.
+async fn record_call(
+    infra: &Infra,
+    embedder: &dyn Embedder,
+    batch: &[String],
+    answer: std::result::Result<Option<u32>, &Error>,
+    latency: std::time::Duration,
+    broker_id: Option<i64>,
+) {
+    let chars: usize = batch.iter().map(|t| t.chars().count()).sum();
+    let estimate = Usage::estimate(chars, 0);
+    let (usage, error) = match answer {
+        Ok(Some(tokens)) => (Usage { input_tokens: tokens, output_tokens: 0, estimated: false, ..estimate }, None),
+        Ok(None) => (estimate, None),
+        Err(e) => (estimate, Some(format!("{}: {}", e.code(), e.detail()).chars().take(500).collect::<String>())),
+    };
+    let call = CallRecord {
+        provider: embedder.provider(),
+        model: embedder.model().to_string(),
+        call_type: CallType::Embedding,
+        input_tokens: usage.input_tokens,
+        output_tokens: 0,
+        cost_usd: if error.is_some() { Some(0.0) } else { price(embedder.model(), &usage) },
+        latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+        error,
+        used_fallback: false,
+        estimated: usage.estimated,
+    };
+    if let Err(e) = crate::chat::ledger::record(&infra.db, broker_id, None, &call, None).await {
+        tracing::warn!(error = %e, "could not write the embedding call to the cost ledger");
+    }
 }
 
 /// Checks a provider's answer (one finite, non-zero vector of [`DIMENSIONS`] per text) and scales
@@ -139,14 +193,9 @@ impl Embedder for Local {
         0.3
     }
 
-    fn embed_batch<'a>(
-        &'a self,
-        _: &'a Infra,
-        texts: &'a [String],
-        _: Purpose,
-    ) -> BoxFuture<'a, Result<Vec<Vec<f32>>>> {
+    fn embed_batch<'a>(&'a self, _: &'a Infra, texts: &'a [String], _: Purpose) -> BoxFuture<'a, Result<Batch>> {
         let vectors = texts.iter().map(|t| local::embed(t)).collect();
-        Box::pin(std::future::ready(Ok(vectors)))
+        Box::pin(std::future::ready(Ok(Batch { vectors, input_tokens: None })))
     }
 }
 

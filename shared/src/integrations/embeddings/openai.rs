@@ -6,7 +6,7 @@ use futures_util::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use super::{Embedder, Purpose, SERVICE, numbers};
+use super::{Batch, Embedder, Purpose, SERVICE, numbers};
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::infra::Infra;
@@ -63,6 +63,11 @@ pub fn parse_response(body: &Value) -> Result<Vec<Vec<f32>>> {
     Ok(items.into_iter().map(|(_, v)| v).collect())
 }
 
+/// The input tokens an `/embeddings` answer counted (`usage.prompt_tokens`).
+pub fn prompt_tokens(body: &Value) -> Option<u32> {
+    body.get("usage")?.get("prompt_tokens")?.as_u64().map(|t| u32::try_from(t).unwrap_or(u32::MAX))
+}
+
 impl Embedder for OpenAi {
     fn provider(&self) -> &'static str {
         "openai"
@@ -80,12 +85,7 @@ impl Embedder for OpenAi {
         0.6
     }
 
-    fn embed_batch<'a>(
-        &'a self,
-        infra: &'a Infra,
-        texts: &'a [String],
-        _: Purpose,
-    ) -> BoxFuture<'a, Result<Vec<Vec<f32>>>> {
+    fn embed_batch<'a>(&'a self, infra: &'a Infra, texts: &'a [String], _: Purpose) -> BoxFuture<'a, Result<Batch>> {
         Box::pin(async move {
             let req = http()
                 .post(format!("{}/embeddings", self.base_url))
@@ -93,7 +93,7 @@ impl Embedder for OpenAi {
                 .bearer_auth(self.key.expose_secret())
                 .json(&request_body(&self.model, texts));
             let body = breaker::EMBEDDINGS.call(infra, || send_json(SERVICE, req)).await?;
-            parse_response(&body)
+            Ok(Batch { vectors: parse_response(&body)?, input_tokens: prompt_tokens(&body) })
         })
     }
 }
@@ -118,6 +118,8 @@ mod tests {
             {"object": "embedding", "index": 0, "embedding": [1.0]},
         ], "usage": {"prompt_tokens": 2, "total_tokens": 2}});
         assert_eq!(parse_response(&body).unwrap(), vec![vec![1.0], vec![2.0]]);
+        assert_eq!(prompt_tokens(&body), Some(2));
+        assert_eq!(prompt_tokens(&json!({"data": []})), None);
         assert_eq!(parse_response(&json!({"data": [{"index": 0}]})).unwrap_err().code(), "embedding_invalid");
     }
 }

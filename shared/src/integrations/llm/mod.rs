@@ -85,6 +85,8 @@ pub enum CallType {
     Extraction,
     /// Conversation and call summaries (`summary`).
     Summary,
+    /// Knowledge-base embeddings of a remote provider (`embedding`).
+    Embedding,
     Other,
 }
 
@@ -94,6 +96,7 @@ impl CallType {
             CallType::Reply => "chat_response",
             CallType::Extraction => "qualification",
             CallType::Summary => "summary",
+            CallType::Embedding => "embedding",
             CallType::Other => "other",
         }
     }
