@@ -109,6 +109,8 @@ pub fn app(state: AppState) -> impl Endpoint {
             })
         })
         .with(cors)
+        // Every answer is JSON, CSV or the docs' HTML: never let a browser sniff a stored payload into HTML.
+        .with(poem::middleware::SetHeader::new().overriding("x-content-type-options", "nosniff"))
         .around(move |ep, req| metrics::observe(ep, req, metrics.clone()))
 }
 
