@@ -187,13 +187,13 @@ fn body_for(op: &Op, b_lead: i64, b_agent: i64) -> Option<Value> {
     })
 }
 
-/// Broker A's objects, each carrying `marker` in a text field where it has one.
+/// One broker's objects of every kind, each carrying `marker` in a text field where it has one.
 struct Fixtures {
     ids: BTreeMap<&'static str, i64>,
     marker: String,
 }
 
-async fn broker_a_fixtures(app: &TestApp, admin: &User, agent: &User) -> Fixtures {
+async fn fixtures_of(app: &TestApp, admin: &User, agent: &User) -> Fixtures {
     let marker = format!("Zorro{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let mut ids = BTreeMap::new();
     ids.insert("broker", admin.broker_id.expect("broker"));
@@ -292,6 +292,40 @@ async fn broker_a_fixtures(app: &TestApp, admin: &User, agent: &User) -> Fixture
     Fixtures { ids, marker }
 }
 
+/// A digest of every row of `broker`'s in each table that has a `broker_id`, to prove another
+/// broker's calls changed nothing of it.
+async fn snapshot(app: &TestApp, broker: i64) -> BTreeMap<String, String> {
+    use sea_orm::ConnectionTrait;
+    let db = app.db();
+    let tables = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT table_name::text FROM information_schema.columns \
+             WHERE column_name = 'broker_id' AND table_schema = 'public' ORDER BY 1",
+        ))
+        .await
+        .expect("tables");
+    let mut out = BTreeMap::new();
+    for t in tables {
+        let table: String = t.try_get_by_index(0).expect("name");
+        let sql = format!(
+            "SELECT count(*)::text || ':' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) \
+             FROM {table} t WHERE broker_id = {broker}"
+        );
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql))
+            .await
+            .expect("digest")
+            .expect("row");
+        out.insert(table, row.try_get_by_index::<String>(0).expect("digest"));
+    }
+    out
+}
+
+fn changed(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
+    before.iter().filter(|(t, d)| after.get(*t) != Some(d)).map(|(t, _)| t.clone()).collect()
+}
+
 /// An id no broker has.
 const MISSING_ID: i64 = 1_999_999_999;
 
@@ -335,13 +369,14 @@ async fn another_brokers_admin_and_agent_reach_none_of_a_brokers_objects_on_any_
     .await;
     let a_admin = app.new_broker().await;
     let a_agent = app.user_in(&a_admin, "agent").await;
-    let fx = broker_a_fixtures(&app, &a_admin, &a_agent).await;
+    let fx = fixtures_of(&app, &a_admin, &a_agent).await;
     let b_admin = app.new_broker().await;
     let b_agent = app.user_in(&b_admin, "agent").await;
     let b_lead = app.lead(&b_admin, json!({"phone": phone(), "name": "Lead de B", "assigned_to": b_agent.id})).await;
     let b_lead = b_lead["id"].as_i64().expect("id");
     let a_lead_before =
         body(send(&app, Some(&a_admin), &Method::GET, &format!("/api/v1/leads/{}", fx.ids["lead"]), None).await).await;
+    let a_before = snapshot(&app, fx.ids["broker"]).await;
 
     let own_auth: BTreeSet<&str> = OWN_AUTH.iter().map(|(id, _)| *id).collect();
     let superadmin_only: BTreeSet<&str> = SUPERADMIN_ONLY.iter().map(|(id, _)| *id).collect();
@@ -422,13 +457,15 @@ async fn another_brokers_admin_and_agent_reach_none_of_a_brokers_objects_on_any_
     }
     assert!(
         unmapped.is_empty(),
-        "routes whose path parameters have no fixture in security.rs (add one to `object_of` and `broker_a_fixtures`, or to NOT_OBJECTS / OWN_AUTH with a reason):\n{}",
+        "routes whose path parameters have no fixture in security.rs (add one to `object_of` and `fixtures_of`, or to NOT_OBJECTS / OWN_AUTH with a reason):\n{}",
         unmapped.join("\n")
     );
     assert!(failures.is_empty(), "{} of {checked} calls leaked or failed:\n{}", failures.len(), failures.join("\n"));
     assert!(checked > 100 && controls > 15, "the sweep covered only {checked} calls ({controls} controls)");
 
-    // A's objects are all still there and the lead is unchanged.
+    // Nothing of A's changed, and A's objects are all still there.
+    let touched = changed(&a_before, &snapshot(&app, fx.ids["broker"]).await);
+    assert!(touched.is_empty(), "B's calls changed broker A's rows in {touched:?}");
     let a_lead_after =
         body(send(&app, Some(&a_admin), &Method::GET, &format!("/api/v1/leads/{}", fx.ids["lead"]), None).await).await;
     assert_eq!(a_lead_before, a_lead_after);
@@ -1132,4 +1169,156 @@ async fn csv_exports_neutralise_formulas_in_every_text_column() {
     for p in payloads {
         assert!(seen.contains(p), "{p:?} exported (neutralised) in {seen:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Cross-tenant ids inside request bodies, generated from the route table
+
+/// Body fields that name an object, and the fixture (of broker A) B puts there.
+fn body_object(op_path: &str, field: &str) -> Option<&'static str> {
+    Some(match field {
+        "lead_id" | "lead_ids" => "lead",
+        "agent_id" | "assigned_to" => "agent",
+        "broker_id" => "broker",
+        "campaign_id" => "campaign",
+        "template_id" | "message_template_id" => "template",
+        "ids" if op_path.starts_with("/api/v1/admin/tasks/") => "dead_job",
+        _ => return None,
+    })
+}
+
+/// Id-like body fields that name nothing of a broker.
+const NOT_OBJECT_FIELDS: &[(&str, &str)] = &[("phone_number_id", "the provider's (VAPI, WhatsApp) phone number id")];
+
+/// Operations that may answer 2xx to a foreign id in the body because they report per item or
+/// fall back to the caller's own scope; for them the proof is that nothing of A's changed and
+/// nothing of A's is shown.
+const REPORTS_PER_ITEM: &[(&str, &str)] = &[
+    ("tasks_bulk_retry", "answers {retried, skipped, failed}; a foreign id is skipped"),
+    ("tasks_bulk_discard", "answers {discarded, skipped, failed}; a foreign id is skipped"),
+    ("campaigns_apply", "answers per lead; a foreign lead is not enrolled"),
+    ("kb_search", "`broker_id` is the SUPERADMIN's choice; an ADMIN searches its own broker"),
+];
+
+/// The body B sends to an operation without the foreign id: valid and about B's own objects.
+fn base_body(op: &Op, b: &Fixtures, b_complete_lead: i64) -> Value {
+    let n = uuid::Uuid::new_v4().simple().to_string();
+    let later = chrono::Utc::now() + chrono::Duration::days(9);
+    match op.id.as_str() {
+        "broker_users_create" => json!({"email": format!("x{}@test.cl", &n[..8]), "password": PASSWORD, "name": "X"}),
+        "tasks_bulk_retry" | "tasks_bulk_discard" => json!({"ids": [b.ids["dead_job"]]}),
+        "leads_create" => json!({"phone": phone()}),
+        "leads_assign" | "pipeline_lead_assign" => json!({"agent_id": b.ids["agent"]}),
+        "chat_test" | "chat_stream" => json!({"message": "hola", "lead_id": b.ids["lead"]}),
+        "kb_create" => json!({"title": "B", "content": "contenido de B"}),
+        "kb_search" => json!({"query": "casas en Ñuñoa"}),
+        "appointments_create" => json!({"lead_id": b_complete_lead, "start_time": later.to_rfc3339()}),
+        "appointments_update" => json!({"notes": "B"}),
+        "calendar_availability_create" => json!({"day_of_week": 2, "start_time": "09:00", "end_time": "10:00"}),
+        "calendar_availability_update" => json!({"notes": "B"}),
+        "calendar_blocks_create" => json!({"start_time": later.to_rfc3339(),
+                                           "end_time": (later + chrono::Duration::hours(1)).to_rfc3339()}),
+        "templates_create" => json!({"name": format!("t{}", &n[..8]), "channel": "telegram", "content": "hola"}),
+        "templates_render" => json!({"lead_id": b.ids["lead"]}),
+        "campaigns_create" => json!({"name": format!("c{}", &n[..8])}),
+        "campaigns_add_step" => json!({"step_number": 7, "action": "send_message", "message_text": "hola"}),
+        "campaigns_update_step" => json!({"message_text": "hola"}),
+        "campaigns_apply" => json!({"lead_ids": [b.ids["lead"]]}),
+        "calls_create" | "calls_initiate" => json!({"lead_id": b.ids["lead"]}),
+        _ => op.body_schema.as_ref().map(minimal_body).unwrap_or(Value::Null),
+    }
+}
+
+/// Every body field that names an object, set by broker B's ADMIN and AGENT to broker A's
+/// object (the rest of the body valid and B's own): refused with a 4xx (or, for operations that
+/// report per item, answered without effect), never 5xx, never showing A's data, and not one of
+/// A's rows changed.
+#[tokio::test]
+async fn foreign_ids_in_request_bodies_are_refused_on_every_route() {
+    let vapi = crate::voice::fake_vapi().await;
+    let base = vapi.base.clone();
+    let app = TestApp::spawn_with(move |k| match k {
+        "RATE_LIMITS" => Some("off".into()),
+        "VAPI_BASE_URL" => Some(base.clone()),
+        "VAPI_API_KEY" => Some("vapi-key-test".into()),
+        "VAPI_PHONE_NUMBER_ID" => Some("pn_env".into()),
+        "VAPI_ASSISTANT_ID" => Some("asst_env".into()),
+        "VAPI_WEBHOOK_SECRET" => Some("whsec_sweep_0123456789".into()),
+        _ => None,
+    })
+    .await;
+    let a_admin = app.new_broker().await;
+    let a_agent = app.user_in(&a_admin, "agent").await;
+    let a = fixtures_of(&app, &a_admin, &a_agent).await;
+    let b_admin = app.new_broker().await;
+    let b_agent = app.user_in(&b_admin, "agent").await;
+    let b = fixtures_of(&app, &b_admin, &b_agent).await;
+    let activate = format!("/api/v1/campaigns/{}/activate", b.ids["campaign"]);
+    send(&app, Some(&b_admin), &Method::PUT, &activate, None).await.assert_status_is_ok();
+    let b_complete_lead = crate::appointments::complete_lead(&app, &b_admin).await;
+    let a_before = snapshot(&app, a.ids["broker"]).await;
+
+    let superadmin_only: BTreeSet<&str> = SUPERADMIN_ONLY.iter().map(|(id, _)| *id).collect();
+    let own_auth: BTreeSet<&str> = OWN_AUTH.iter().map(|(id, _)| *id).collect();
+    let per_item: BTreeSet<&str> = REPORTS_PER_ITEM.iter().map(|(id, _)| *id).collect();
+    let mut unmapped = Vec::new();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for op in operations() {
+        let Some(schema) = &op.body_schema else { continue };
+        if own_auth.contains(op.id.as_str()) || superadmin_only.contains(op.id.as_str()) {
+            continue;
+        }
+        let fields: Vec<(String, Value)> = schema["properties"]
+            .as_object()
+            .map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        for (field, prop) in fields {
+            let id_like = field.ends_with("_id") || field.ends_with("_ids") || field == "ids" || field == "assigned_to";
+            if !id_like || NOT_OBJECT_FIELDS.iter().any(|(f, _)| *f == field) {
+                continue;
+            }
+            let Some(key) = body_object(&op.path, &field) else {
+                unmapped.push(format!("{} {} ({}): body field `{field}`", op.method, op.path, op.id));
+                continue;
+            };
+            let foreign = a.ids[key];
+            let mut body_json = base_body(&op, &b, b_complete_lead);
+            body_json[field.as_str()] = if prop["type"] == "array" { json!([foreign]) } else { json!(foreign) };
+            let mut path_values = BTreeMap::new();
+            for p in &op.params {
+                let value = match object_of(&op.path, p) {
+                    Some(k) => b.ids[k].to_string(),
+                    None => {
+                        NOT_OBJECTS.iter().find(|(n, _, _)| n == p).map(|(_, v, _)| v.to_string()).unwrap_or_default()
+                    }
+                };
+                path_values.insert(p.clone(), value);
+            }
+            let path = fill(&op.path, &path_values);
+            for (who, user) in [("B's ADMIN", &b_admin), ("B's AGENT", &b_agent)] {
+                checked += 1;
+                let got = call(&app, user, &op, &path, Some(&body_json)).await;
+                let label = format!("{who} {} {path} ({}) with A's {key} in `{field}`", op.method, op.id);
+                if got.text.contains(&a.marker) {
+                    failures.push(format!("{label}: answer carries broker A's data: {}", got.text));
+                }
+                if got.status >= 500 {
+                    failures.push(format!("{label}: server error {}: {}", got.status, got.text));
+                } else if (200..300).contains(&got.status) && !per_item.contains(op.id.as_str()) && field != "broker_id"
+                {
+                    failures.push(format!("{label}: accepted with {}: {}", got.status, got.text));
+                }
+            }
+        }
+    }
+    assert!(
+        unmapped.is_empty(),
+        "body fields naming objects without a fixture in security.rs (add them to `body_object`, or to NOT_OBJECT_FIELDS with a reason):\n{}",
+        unmapped.join("\n")
+    );
+    assert!(failures.is_empty(), "{} of {checked} calls leaked or failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(checked >= 40, "the sweep covered only {checked} calls");
+    let touched = changed(&a_before, &snapshot(&app, a.ids["broker"]).await);
+    assert!(touched.is_empty(), "B's calls changed broker A's rows in {touched:?}");
 }
