@@ -1084,6 +1084,9 @@ async fn injection_payloads_are_stored_inert_and_returned_as_json() {
     assert!(got["notes"].as_str().is_some_and(|n| n.ends_with(SQLI) && !n.contains('<')), "{got}");
     assert_eq!(got["tags"], json!([shared::text::clean_text(XSS), "1' OR '1'='1"]));
     assert_eq!(got["lead_metadata"]["x"], "<img src=x onerror=alert(1)>");
+    // A `<` that opens no tag is text, not markup.
+    let plain = app.lead(&admin, json!({"phone": phone(), "name": "Juan <3", "notes": "presupuesto < 3000 UF"})).await;
+    assert_eq!((plain["name"].as_str(), plain["notes"].as_str()), (Some("Juan <3"), Some("presupuesto < 3000 UF")));
 
     for q in [
         format!("/api/v1/leads?search={}", urlencode(SQLI)),
@@ -1105,7 +1108,7 @@ async fn injection_payloads_are_stored_inert_and_returned_as_json() {
     )
     .await;
     assert_eq!(hits["total"], 0, "an injected OR matched nothing: {hits}");
-    assert_eq!(count(&app, "SELECT count(*) FROM leads").await, 1, "the table is intact");
+    assert_eq!(count(&app, "SELECT count(*) FROM leads").await, 2, "the table is intact");
 
     let resp = send(&app, Some(&admin), &Method::GET, "/api/v1/leads", None).await;
     assert_eq!(resp.0.headers().get("x-content-type-options").and_then(|v| v.to_str().ok()), Some("nosniff"));
