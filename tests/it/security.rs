@@ -44,7 +44,7 @@ async fn status_and_text(resp: TestResponse) -> (u16, String, Option<String>) {
 async fn created(resp: TestResponse) -> Value {
     let status = resp.0.status().as_u16();
     let b = body(resp).await;
-    assert!(matches!(status, 200 | 201 | 202), "fixture not created ({status}): {b}");
+    assert!((200..=202).contains(&status), "fixture not created ({status}): {b}");
     b
 }
 
@@ -105,6 +105,8 @@ struct Op {
     method: Method,
     path: String,
     params: Vec<String>,
+    /// Whether the operation takes a `broker_id` query parameter (the SUPERADMIN's choice of broker).
+    broker_query: bool,
     body_schema: Option<Value>,
 }
 
@@ -120,8 +122,12 @@ fn operations() -> Vec<Op> {
                     ps.iter().filter(|p| p["in"] == "path").map(|p| p["name"].as_str().expect("name").into()).collect()
                 })
                 .unwrap_or_default();
+            let broker_query = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query" && p["name"] == "broker_id"));
             let body_schema = op["requestBody"]["content"]["application/json"]["schema"].clone();
             ops.push(Op {
+                broker_query,
                 id: op["operationId"].as_str().expect("operationId").into(),
                 method: m,
                 path: path.clone(),
@@ -455,13 +461,44 @@ async fn another_brokers_admin_and_agent_reach_none_of_a_brokers_objects_on_any_
             }
         }
     }
+    // `?broker_id=` names a broker only the SUPERADMIN may choose: B's users get 403/404 or their
+    // own broker's data, never A's (the digest below proves no write reached A either).
+    let mut broker_queries = 0;
+    for op in operations().into_iter().filter(|o| o.broker_query && !own_auth.contains(o.id.as_str())) {
+        let mut values = BTreeMap::new();
+        for p in &op.params {
+            let value = match object_of(&op.path, p) {
+                Some(_) => MISSING_ID.to_string(),
+                None => NOT_OBJECTS.iter().find(|(n, _, _)| n == p).map(|(_, v, _)| v.to_string()).unwrap_or_default(),
+            };
+            values.insert(p.clone(), value);
+        }
+        let path = fill(&op.path, &values);
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let path = format!("{path}{sep}broker_id={}", fx.ids["broker"]);
+        let b = body_for(&op, b_lead, b_agent.id);
+        for (who, user) in [("B's ADMIN", &b_admin), ("B's AGENT", &b_agent)] {
+            broker_queries += 1;
+            let got = call(&app, user, &op, &path, b.as_ref()).await;
+            let label = format!("{who} {} {path} ({})", op.method, op.id);
+            if got.text.contains(&fx.marker) {
+                failures.push(format!("{label}: answer carries broker A's data: {}", got.text));
+            }
+            if got.status >= 500 {
+                failures.push(format!("{label}: server error {}: {}", got.status, got.text));
+            }
+        }
+    }
     assert!(
         unmapped.is_empty(),
         "routes whose path parameters have no fixture in security.rs (add one to `object_of` and `fixtures_of`, or to NOT_OBJECTS / OWN_AUTH with a reason):\n{}",
         unmapped.join("\n")
     );
     assert!(failures.is_empty(), "{} of {checked} calls leaked or failed:\n{}", failures.len(), failures.join("\n"));
-    assert!(checked > 100 && controls > 15, "the sweep covered only {checked} calls ({controls} controls)");
+    assert!(
+        checked > 100 && controls > 15 && broker_queries > 20,
+        "the sweep covered only {checked} calls ({controls} controls, {broker_queries} broker queries)"
+    );
 
     // Nothing of A's changed, and A's objects are all still there.
     let touched = changed(&a_before, &snapshot(&app, fx.ids["broker"]).await);
