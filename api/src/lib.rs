@@ -101,6 +101,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             Ok(req)
         })
         .data(state)
+        .with(poem::middleware::CatchPanic::new().with_handler(error::panicked))
         .around(|ep, req| async move {
             let path = req.uri().path().to_string();
             Ok(match ep.call(req).await {
