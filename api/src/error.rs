@@ -186,9 +186,32 @@ pub fn catch_all(err: poem::Error, path: &str) -> Response {
     resp
 }
 
+/// The answer when a handler panics: a 500 `internal_error` in the usual `{detail, code}` shape
+/// (logged) instead of a dropped connection.
+pub fn panicked(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    poem::Error::from(ApiError(shared::Error::internal(anyhow::anyhow!("request handler panicked")))).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::path_param_name;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_json_500() {
+        use poem::EndpointExt;
+        let ep = poem::endpoint::make(|_| async {
+            if std::hint::black_box(true) {
+                panic!("boom");
+            }
+            "unreachable"
+        })
+        .with(poem::middleware::CatchPanic::new().with_handler(super::panicked));
+        let resp = poem::test::TestClient::new(ep).get("/").send().await;
+        resp.assert_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = serde_json::from_str(&resp.0.into_body().into_string().await.unwrap()).unwrap();
+        assert_eq!(body["code"], "internal_error");
+        assert!(body["detail"].is_string());
+    }
 
     #[test]
     fn names_the_failing_path_parameter() {

@@ -101,6 +101,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             Ok(req)
         })
         .data(state)
+        .with(poem::middleware::CatchPanic::new().with_handler(error::panicked))
         .around(|ep, req| async move {
             let path = req.uri().path().to_string();
             Ok(match ep.call(req).await {
@@ -109,6 +110,8 @@ pub fn app(state: AppState) -> impl Endpoint {
             })
         })
         .with(cors)
+        // Every answer is JSON, CSV or the docs' HTML: never let a browser sniff a stored payload into HTML.
+        .with(poem::middleware::SetHeader::new().overriding("x-content-type-options", "nosniff"))
         .around(move |ep, req| metrics::observe(ep, req, metrics.clone()))
 }
 

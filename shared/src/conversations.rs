@@ -175,7 +175,7 @@ pub async fn inbox(infra: &Infra, ctx: &Ctx, q: &InboxQuery) -> Result<(Vec<Inbo
         .transpose()?
         .unwrap_or(0);
     values.push((limit as i64).into());
-    values.push((offset as i64).into());
+    values.push((crate::db::offset(offset) as i64).into());
     let sql = format!(
         "SELECT l.id, l.broker_id, l.name, l.phone, l.pipeline_stage, l.status, l.human_mode, l.human_assigned_to, \
                 COALESCE((l.metadata->>'do_not_reply')::boolean, false), \

@@ -87,6 +87,12 @@ pub fn is_connection_error(err: &DbErr) -> bool {
     }
 }
 
+/// A row offset PostgreSQL can take: bound parameters are signed 64-bit, and the SQL layer panics on
+/// a larger `u64`, so a page number from a client (`?skip=10000000000000000000`) is capped here.
+pub fn offset(n: u64) -> u64 {
+    n.min(i64::MAX as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

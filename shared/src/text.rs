@@ -23,13 +23,17 @@ pub fn slugify(s: &str) -> String {
     if slug.is_empty() { "broker".into() } else { slug }
 }
 
-/// Removes HTML tags and control characters, collapses white space and trims.
+/// Removes HTML tags and control characters, collapses white space and trims. A `<` that starts
+/// no tag ("precio < 3000 UF", "<3") is kept, like the chat sanitiser does.
 pub fn clean_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut in_tag = false;
-    for c in s.chars() {
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
-            '<' => in_tag = true,
+            '<' if !in_tag && chars.peek().is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?')) => {
+                in_tag = true
+            }
             '>' if in_tag => {
                 in_tag = false;
                 out.push(' ');
@@ -228,5 +232,8 @@ mod tests {
     fn html_and_control_characters_are_removed() {
         assert_eq!(clean_text("<b>María</b>\u{0007}  Pérez "), "María Pérez");
         assert_eq!(clean_text("<script>alert(1)</script>Ana"), "alert(1) Ana");
+        assert_eq!(clean_text("presupuesto < 3000 UF, > 2000"), "presupuesto < 3000 UF, > 2000");
+        assert_eq!(clean_text("Juan <3"), "Juan <3");
+        assert_eq!(clean_text("<!-- x --><img src=x onerror=alert(1)>Ana"), "Ana");
     }
 }

@@ -25,6 +25,7 @@ mod llm;
 mod malformed;
 mod pipeline;
 mod queue;
+mod security;
 mod tasks;
 mod templates;
 mod utility;

@@ -107,7 +107,7 @@ pub async fn list(db: &impl ConnectionTrait, ctx: &Ctx, f: &Filter) -> Result<(V
         .clone()
         .order_by_desc(appointments::Column::StartTime)
         .order_by_desc(appointments::Column::Id)
-        .offset(f.skip)
+        .offset(crate::db::offset(f.skip))
         .limit(f.limit);
     let (rows, total) = tokio::try_join!(page.all(db), q.count(db))?;
     Ok((rows, total))

@@ -70,7 +70,7 @@ pub async fn list(db: &impl ConnectionTrait, ctx: &Ctx, f: &Filter) -> Result<(V
     let rows = q
         .order_by_desc(audit_logs::Column::CreatedAt)
         .order_by_desc(audit_logs::Column::Id)
-        .offset((f.page.max(1) - 1) * f.limit)
+        .offset(crate::db::offset((f.page.max(1) - 1).saturating_mul(f.limit)))
         .limit(f.limit)
         .all(db)
         .await?;

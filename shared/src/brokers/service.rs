@@ -75,7 +75,7 @@ pub async fn list(
     }
     Ok(q.order_by_desc(brokers::Column::CreatedAt)
         .order_by_desc(brokers::Column::Id)
-        .offset(skip)
+        .offset(crate::db::offset(skip))
         .limit(limit)
         .all(db)
         .await?)

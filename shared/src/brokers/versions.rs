@@ -240,7 +240,8 @@ pub async fn list(
     config::ensure_broker(db, broker_id).await?;
     let q = prompt_versions::Entity::find().filter(prompt_versions::Column::BrokerId.eq(broker_id));
     let total = q.clone().count(db).await?;
-    let rows = q.order_by_desc(prompt_versions::Column::Version).offset(skip).limit(limit).all(db).await?;
+    let rows =
+        q.order_by_desc(prompt_versions::Column::Version).offset(crate::db::offset(skip)).limit(limit).all(db).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let mut figures = stats(db, broker_id, &ids).await?;
     let out = rows

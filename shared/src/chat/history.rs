@@ -43,7 +43,7 @@ pub async fn messages(
         .clone()
         .order_by_asc(chat_messages::Column::CreatedAt)
         .order_by_asc(chat_messages::Column::Id)
-        .offset(skip)
+        .offset(crate::db::offset(skip))
         .limit(limit)
         .all(&infra.db);
     let (rows, total) = tokio::try_join!(page, q.count(&infra.db))?;

@@ -73,7 +73,7 @@ pub async fn list(db: &impl ConnectionTrait, ctx: &Ctx, f: &ListFilter) -> Resul
     if let Some(needle) = &f.search {
         q = q.filter(Expr::col(knowledge_base::Column::SearchText).like(format!("%{}%", like_escape(needle))));
     }
-    let page = q.clone().order_by_desc(knowledge_base::Column::Id).offset(f.skip).limit(f.limit);
+    let page = q.clone().order_by_desc(knowledge_base::Column::Id).offset(crate::db::offset(f.skip)).limit(f.limit);
     let (rows, total) = tokio::try_join!(page.all(db), q.count(db))?;
     Ok((rows, total))
 }

@@ -163,7 +163,7 @@ pub async fn list(db: &impl ConnectionTrait, ctx: &Ctx, f: &LeadFilter) -> Resul
         .columns(LeadRow::COLUMNS)
         .order_by_desc(leads::Column::LeadScore)
         .order_by_desc(leads::Column::Id)
-        .offset(f.skip)
+        .offset(crate::db::offset(f.skip))
         .limit(f.limit);
     if let Some(b) = whole_broker {
         page = page.expr_as(Expr::cust_with_values(TOTAL_SQL, [b]), "__total").expr_as(

@@ -220,7 +220,7 @@ pub async fn stage_leads(infra: &Infra, ctx: &Ctx, raw_stage: &str, q: &StageQue
     let rows = filtered
         .order_by_desc(leads::Column::StageEnteredAt)
         .order_by_desc(leads::Column::Id)
-        .offset(q.skip)
+        .offset(crate::db::offset(q.skip))
         .limit(limit)
         .all(&infra.db)
         .await?;

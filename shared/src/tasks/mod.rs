@@ -153,7 +153,7 @@ pub async fn list(
     let rows = q
         .order_by_desc(dead_jobs::Column::FailedAt)
         .order_by_desc(dead_jobs::Column::Id)
-        .offset(offset)
+        .offset(crate::db::offset(offset))
         .limit(limit)
         .all(db)
         .await?;

@@ -252,8 +252,23 @@ pub struct Extraction {
     pub key_points: Vec<String>,
 }
 
-/// Reads one inbound message. Never fails: a message with no facts gives `Extraction::default()`.
+/// The most characters of one message the extractor reads; the rest is ignored. Every caller
+/// passes less (a sanitised chat message, a transcript line), so this only bounds the work a
+/// hostile or broken caller could cause.
+pub const MAX_EXTRACT_CHARS: usize = 16_000;
+
+/// `text` cut to its first [`MAX_EXTRACT_CHARS`] characters.
+fn capped(text: &str) -> &str {
+    match text.char_indices().nth(MAX_EXTRACT_CHARS) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// Reads one inbound message (its first [`MAX_EXTRACT_CHARS`] characters). Never fails: a message
+/// with no facts gives `Extraction::default()`.
 pub fn extract(text: &str, ctx: &ExtractCtx) -> Extraction {
+    let text = capped(text);
     if text.trim().is_empty() {
         return Extraction::default();
     }
