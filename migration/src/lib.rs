@@ -17,6 +17,7 @@ mod m20261201_000008_templates;
 mod m20261201_000009_channels;
 mod m20261201_000010_campaigns;
 mod m20261201_000011_voice;
+mod m20261201_000012_rollup_covering_key;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_channels::Migration),
             Box::new(m20261201_000010_campaigns::Migration),
             Box::new(m20261201_000011_voice::Migration),
+            Box::new(m20261201_000012_rollup_covering_key::Migration),
         ]
     }
 }
