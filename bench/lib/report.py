@@ -309,8 +309,9 @@ def notes_for(r: dict) -> str:
         total = r.get("stream_total_ms") or {}
         notes.append(f"latency = time to first token; whole stream (with pacing) p50 {fmt(total.get('p50'), 0)} ms")
     if s == "webhook_ingest" and r.get("messages_stored_pending") is not None:
-        notes.append(f"{fmt(r['messages_stored_pending'])} messages stored and their reply jobs queued "
-                     f"({fmt(r.get('telegram_leads'))} new leads of {fmt(r.get('senders'))} senders); no worker")
+        who = "senders already chatting" if r.get("senders_seeded") else "senders, all new at first"
+        notes.append(f"{fmt(r['messages_stored_pending'])} messages stored and their reply jobs queued from "
+                     f"{fmt(r.get('senders'))} {who} ({fmt(r.get('leads_created'))} leads created); no worker")
     if s == "webhook_to_reply":
         raw = r.get("raw_ms") or {}
         mw = r.get("minus_window_ms") or {}
