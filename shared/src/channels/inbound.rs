@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use redis::AsyncCommands;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, Set, Statement, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseTransaction, DbBackend, Set, Statement, TransactionTrait};
 use serde_json::{Value, json};
 
 use crate::ctx::Ctx;
@@ -137,13 +137,13 @@ enum Known {
     Unknown,
 }
 
-/// The usual case in one statement, no transaction: a sender seen before. Stores the message
-/// for the lead of the sender's earlier messages unless its `(broker, provider,
-/// channel_message_id)` is stored already (the unique index; `DO NOTHING`), and reads the row
-/// stored before in the same statement. No lead is created here, so the per-sender lock of
-/// [`receive`]'s locked path (which guards creating one) is not needed.
+/// The usual case in one statement: a sender seen before. Stores the message for the lead of
+/// the sender's earlier messages unless its `(broker, provider, channel_message_id)` is stored
+/// already (the unique index; `DO NOTHING`), and reads the row stored before in the same
+/// statement. No lead is created here, so the per-sender lock (which guards creating one) is
+/// not taken.
 async fn store_known(
-    infra: &Infra,
+    db: &impl ConnectionTrait,
     broker_id: i64,
     msg: &InboundMessage,
     text: &str,
@@ -151,8 +151,7 @@ async fn store_known(
     metadata: &Value,
 ) -> Result<Known> {
     let attachments: Option<Value> = (!msg.attachments.is_empty()).then(|| json!(msg.attachments));
-    let row = infra
-        .db
+    let row = db
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "WITH known AS (SELECT lead_id FROM chat_messages \
@@ -205,9 +204,10 @@ async fn redelivered(infra: &Infra, broker_id: i64, message_id: i64, lead_id: i6
     Ok(Received::Duplicate { message_id, lead_id })
 }
 
-/// Stores one inbound message for `broker_id` and enqueues its reply (see the module docs). A
-/// sender seen before takes one statement ([`store_known`]); a new sender (or a race with a
-/// concurrent delivery of the same message) the locked transaction.
+/// Stores one inbound message for `broker_id` and enqueues its reply (see the module docs). One
+/// transaction: a sender seen before takes one statement in it ([`store_known`]); a new sender
+/// (or a race with a concurrent delivery of the same message) continues under the sender's lock
+/// ([`store_locked`]).
 pub async fn receive(infra: &Infra, broker_id: i64, msg: InboundMessage) -> Result<Received> {
     check_len("channel_user_id", &msg.channel_user_id)?;
     check_len("channel_message_id", &msg.channel_message_id)?;
@@ -221,12 +221,18 @@ pub async fn receive(infra: &Infra, broker_id: i64, msg: InboundMessage) -> Resu
     // `pending` = stored, not yet answered; over the rate limit it is never answered.
     let status = if limited { "delivered" } else { "pending" };
 
-    let (message_id, lead_id, created) = match store_known(infra, broker_id, &msg, &text, status, &metadata).await? {
-        Known::Stored { message_id, lead_id } => (message_id, lead_id, false),
+    let txn = infra.db.begin().await?;
+    let known = store_known(&txn, broker_id, &msg, &text, status, &metadata).await?;
+    let (message_id, lead_id, created) = match known {
+        Known::Stored { message_id, lead_id } => {
+            txn.commit().await?;
+            (message_id, lead_id, false)
+        }
         Known::Duplicate { message_id, lead_id, status } => {
+            txn.commit().await?;
             return redelivered(infra, broker_id, message_id, lead_id, &status).await;
         }
-        Known::Unknown => match store_locked(infra, broker_id, &msg, &sender, text, status, metadata).await? {
+        Known::Unknown => match store_locked(txn, broker_id, &msg, &sender, text, status, metadata).await? {
             Locked::Stored { message_id, lead_id, created } => (message_id, lead_id, created),
             Locked::Duplicate { message_id, lead_id, status } => {
                 return redelivered(infra, broker_id, message_id, lead_id, &status).await;
@@ -259,9 +265,9 @@ enum Locked {
 
 /// Under a per-sender advisory lock (two first messages of one sender must not create two
 /// leads): the dedupe by `(broker, provider, channel_message_id)`, the sender's lead found or
-/// created, the message stored.
+/// created, the message stored; then the commit.
 async fn store_locked(
-    infra: &Infra,
+    txn: DatabaseTransaction,
     broker_id: i64,
     msg: &InboundMessage,
     sender: &str,
@@ -269,7 +275,6 @@ async fn store_locked(
     status: &str,
     metadata: Value,
 ) -> Result<Locked> {
-    let txn = infra.db.begin().await?;
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
