@@ -32,7 +32,7 @@ import sys
 
 ORDER = ["startup", "health", "login", "leads_list", "leads_search", "lead_create", "bulk_import", "bulk_import_async",
          "jobs_throughput", "jobs_crash", "ws_fanout", "kb_search", "kb_embed", "available_slots", "costs_summary",
-         "chat_test", "chat_stream"]
+         "chat_test", "chat_stream", "voice_webhook", "webhook_ingest", "webhook_to_reply", "campaign_fanout"]
 MARK_START = "<!-- bench:start -->"
 MARK_END = "<!-- bench:end -->"
 
@@ -64,10 +64,17 @@ TARGETS = {
     "chat_stream": [("ttft_p99_ms", "<=", 20, "ms"), ("errors", "==", 0, "")],
     "voice_webhook": [("requests_per_sec", ">=", 3000, "events/s"), ("latency_p99_ms", "<=", 20, "ms"),
                       ("errors", "==", 0, "")],
+    "webhook_ingest": [("requests_per_sec", ">=", 4000, "req/s"), ("latency_p99_ms", "<=", 20, "ms"),
+                       ("errors", "==", 0, "")],
+    # latency_* of webhook_to_reply are measured from the reply job's due time (window excluded).
+    "webhook_to_reply": [("after_due_p50_ms", "<=", 150, "ms"), ("after_due_p99_ms", "<=", 500, "ms"),
+                         ("achieved_rate_per_sec", ">=", 195, "msgs/s"), ("missing", "==", 0, ""),
+                         ("duplicate_replies", "==", 0, ""), ("errors", "==", 0, "")],
+    "campaign_fanout": [("all_scheduled_s", "<=", 10, "s"), ("all_scheduled", "==", True, "")],
 }
 
 # Scenarios that are not wrk runs but load the api, so the api RSS target ("*") applies too.
-API_LOAD_SINGLES = ("bulk_import", "ws_fanout", "chat_stream")
+API_LOAD_SINGLES = ("bulk_import", "ws_fanout", "chat_stream", "webhook_to_reply", "campaign_fanout")
 
 
 def machine() -> dict:
@@ -301,6 +308,20 @@ def notes_for(r: dict) -> str:
     if s == "chat_stream":
         total = r.get("stream_total_ms") or {}
         notes.append(f"latency = time to first token; whole stream (with pacing) p50 {fmt(total.get('p50'), 0)} ms")
+    if s == "webhook_ingest" and r.get("messages_stored_pending") is not None:
+        who = "senders already chatting" if r.get("senders_seeded") else "senders, all new at first"
+        notes.append(f"{fmt(r['messages_stored_pending'])} messages stored and their reply jobs queued from "
+                     f"{fmt(r.get('senders'))} {who} ({fmt(r.get('leads_created'))} leads created); no worker")
+    if s == "webhook_to_reply":
+        raw = r.get("raw_ms") or {}
+        mw = r.get("minus_window_ms") or {}
+        notes.append(
+            f"{fmt(r.get('replies'))}/{fmt(r.get('messages'))} replied once at {fmt(r.get('achieved_rate_per_sec'))} msgs/s, "
+            f"one worker; p50/p99 from the job's due time; raw (2 s window + whole-second rounding included) "
+            f"{fmt(raw.get('p50'), 0)}/{fmt(raw.get('p99'), 0)} ms, raw − 2 s {fmt(mw.get('p50'), 0)}/{fmt(mw.get('p99'), 0)} ms")
+    if s == "campaign_fanout":
+        notes.append(f"{fmt(r.get('leads'))} leads: apply answered in {fmt(r.get('apply_s'), 2)} s, every first step "
+                     f"logged and queued after {fmt(r.get('all_scheduled_s'), 2)} s")
     failed = [f"{k} {fmt(v['actual'], 2)} (target {v['target']})" for k, v in (r.get("targets") or {}).items()
               if v.get("pass") is False]
     if failed:
@@ -349,6 +370,10 @@ def cmd_summary(a) -> int:
             rps = f"{fmt(r.get('deliveries_per_sec'), 0)} msgs/s"
         elif n == "kb_embed":
             rps = f"{fmt(r.get('entries_per_sec'), 0)} entries/s"
+        elif n == "webhook_to_reply":
+            rps = f"{fmt(r.get('achieved_rate_per_sec'), 0)} msgs/s"
+        elif n == "campaign_fanout":
+            rps = f"{fmt(r.get('leads_per_sec'), 0)} leads/s"
         else:
             rps = fmt(r.get("requests_per_sec"), 0)
         lines.append(
