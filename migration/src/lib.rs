@@ -18,6 +18,7 @@ mod m20261201_000009_channels;
 mod m20261201_000010_campaigns;
 mod m20261201_000011_voice;
 mod m20261201_000012_rollup_covering_key;
+mod m20261201_000013_daily_rollups;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_campaigns::Migration),
             Box::new(m20261201_000011_voice::Migration),
             Box::new(m20261201_000012_rollup_covering_key::Migration),
+            Box::new(m20261201_000013_daily_rollups::Migration),
         ]
     }
 }

@@ -103,30 +103,46 @@ fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
     if floor == t { t } else { floor + Duration::hours(1) }
 }
 
+/// The first UTC midnight at or after `t`.
+fn ceil_day(t: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = t.duration_trunc(Duration::days(1)).unwrap_or(t);
+    if floor == t { t } else { floor + Duration::days(1) }
+}
+
 /// A `WITH u AS (…)` over the window's calls as rows of `(provider, call_type, at, calls, errors,
-/// fallbacks, cost_usd, latency_ms_sum, input_tokens, output_tokens)`: whole hours below the
-/// watermark from the roll-ups, the window's ragged first hour and everything since the watermark
-/// from the ledger. The three parts are disjoint and together hold every call of the window once.
+/// fallbacks, cost_usd, latency_ms_sum, input_tokens, output_tokens)`. Below the fold watermark the
+/// calls come from the roll-ups: whole UTC days that the fold has finished from the daily ones, the
+/// hours around them (the window's first day, and the day the watermark is in) from the hourly
+/// ones; the window's ragged first hour and everything since the watermark from the ledger. The
+/// parts are disjoint and together hold every call of the window once.
 fn ledger(broker: Option<i64>, from: DateTime<Utc>, to: DateTime<Utc>) -> (String, Vec<sea_orm::Value>) {
     let hours_from = ceil_hour(from);
-    let mut v: Vec<sea_orm::Value> = vec![from.into(), to.into(), hours_from.into()];
+    let days_from = ceil_day(from);
+    let mut v: Vec<sea_orm::Value> = vec![from.into(), to.into(), hours_from.into(), days_from.into()];
+    // The broker is the last value: callers add their own conditions on it.
     let rb = broker_cond("r", broker, &mut v);
-    let cb = match broker {
-        Some(_) => format!(" AND c.broker_id = ${}", v.len()),
-        None => String::new(),
+    let (db, cb) = match broker {
+        Some(_) => (format!(" AND d.broker_id = ${}", v.len()), format!(" AND c.broker_id = ${}", v.len())),
+        None => (String::new(), String::new()),
     };
+    let cols = "provider, call_type, bucket AS at, calls, errors, fallbacks, cost_usd, latency_ms_sum, \
+                input_tokens, output_tokens";
     let raw = "SELECT c.provider, c.call_type, c.created_at AS at, 1::int8 AS calls, \
                (c.error IS NOT NULL)::int::int8 AS errors, c.fallback_used::int::int8 AS fallbacks, \
                COALESCE(c.estimated_cost_usd, 0)::float8 AS cost_usd, c.latency_ms::int8 AS latency_ms_sum, \
                c.input_tokens::int8 AS input_tokens, c.output_tokens::int8 AS output_tokens FROM llm_calls c";
-    // The watermark is read by the same statement: roll-ups below it, raw rows from it on.
+    // The watermark is read by the same statement: roll-ups below it, raw rows from it on. Daily
+    // roll-ups cover [days_from, dend), the days wholly below the watermark.
     let sql = format!(
         "WITH w AS (\
-           SELECT COALESCE((SELECT folded_until FROM llm_rollup_state WHERE id = 1), 'epoch'::timestamptz) AS t\
+           SELECT t, GREATEST($4::timestamptz, date_trunc('day', t AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') AS dend \
+           FROM (SELECT COALESCE((SELECT folded_until FROM llm_rollup_state WHERE id = 1), 'epoch'::timestamptz) AS t) s\
          ), u AS (\
-           SELECT r.provider, r.call_type, r.bucket AS at, r.calls, r.errors, r.fallbacks, r.cost_usd, r.latency_ms_sum, \
-                  r.input_tokens, r.output_tokens FROM llm_call_rollups r \
-           WHERE r.bucket >= $3 AND r.bucket < (SELECT t FROM w){rb} \
+           SELECT {cols} FROM llm_call_rollups_daily d \
+           WHERE d.bucket >= $4 AND d.bucket < (SELECT dend FROM w){db} \
+           UNION ALL SELECT {cols} FROM llm_call_rollups r \
+           WHERE r.bucket >= $3 AND r.bucket < (SELECT t FROM w) \
+             AND (r.bucket < $4 OR r.bucket >= (SELECT dend FROM w)){rb} \
            UNION ALL {raw} WHERE c.created_at >= $1 AND c.created_at < $3 AND c.created_at <= $2{cb} \
            UNION ALL {raw} WHERE c.created_at >= GREATEST((SELECT t FROM w), $3) AND c.created_at >= $1 \
                                AND c.created_at <= $2{cb})"
@@ -134,10 +150,17 @@ fn ledger(broker: Option<i64>, from: DateTime<Utc>, to: DateTime<Utc>) -> (Strin
     (sql, v)
 }
 
+/// How a fold adds a bucket's new calls to the roll-up row already there (`r`).
+const ADD_ROLLUP: &str = "calls = r.calls + EXCLUDED.calls, errors = r.errors + EXCLUDED.errors, \
+     fallbacks = r.fallbacks + EXCLUDED.fallbacks, cost_usd = r.cost_usd + EXCLUDED.cost_usd, \
+     latency_ms_sum = r.latency_ms_sum + EXCLUDED.latency_ms_sum, input_tokens = r.input_tokens + EXCLUDED.input_tokens, \
+     output_tokens = r.output_tokens + EXCLUDED.output_tokens";
+
 /// How far behind the clock the fold stays, so a transaction still writing older rows is not missed.
 pub const FOLD_LAG: Duration = Duration::minutes(2);
 
-/// Folds the calls created since the last fold (up to `now − FOLD_LAG`) into the hourly roll-ups.
+/// Folds the calls created since the last fold (up to `now − FOLD_LAG`) into the hourly and daily
+/// roll-ups.
 /// Returns how many calls it folded. Runs under a row lock, so concurrent folds never double-add.
 pub async fn fold(infra: &Infra, now: DateTime<Utc>) -> Result<u64> {
     let txn = infra.db.begin().await?;
@@ -154,7 +177,8 @@ pub async fn fold(infra: &Infra, now: DateTime<Utc>) -> Result<u64> {
     }
     let folded: i64 = txn
         .query_one_raw(stmt(
-            "WITH src AS (\
+            &format!(
+                "WITH src AS (\
                SELECT COALESCE(broker_id, 0) AS broker_id, \
                       date_trunc('hour', created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket, \
                       provider, call_type, count(*) AS calls, count(*) FILTER (WHERE error IS NOT NULL) AS errors, \
@@ -166,13 +190,18 @@ pub async fn fold(infra: &Infra, now: DateTime<Utc>) -> Result<u64> {
                INSERT INTO llm_call_rollups AS r (broker_id, bucket, provider, call_type, calls, errors, fallbacks, \
                                                   cost_usd, latency_ms_sum, input_tokens, output_tokens) \
                SELECT * FROM src \
-               ON CONFLICT (broker_id, bucket, provider, call_type) DO UPDATE SET \
-                 calls = r.calls + EXCLUDED.calls, errors = r.errors + EXCLUDED.errors, \
-                 fallbacks = r.fallbacks + EXCLUDED.fallbacks, cost_usd = r.cost_usd + EXCLUDED.cost_usd, \
-                 latency_ms_sum = r.latency_ms_sum + EXCLUDED.latency_ms_sum, \
-                 input_tokens = r.input_tokens + EXCLUDED.input_tokens, \
-                 output_tokens = r.output_tokens + EXCLUDED.output_tokens) \
+               ON CONFLICT (broker_id, bucket, provider, call_type) DO UPDATE SET {add}), \
+             daily AS (\
+               INSERT INTO llm_call_rollups_daily AS r (broker_id, bucket, provider, call_type, calls, errors, \
+                                                        fallbacks, cost_usd, latency_ms_sum, input_tokens, output_tokens) \
+               SELECT broker_id, date_trunc('day', bucket AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', provider, call_type, \
+                      sum(calls), sum(errors), sum(fallbacks), sum(cost_usd), sum(latency_ms_sum), \
+                      sum(input_tokens), sum(output_tokens) \
+               FROM src GROUP BY 1, 2, 3, 4 \
+               ON CONFLICT (broker_id, bucket, provider, call_type) DO UPDATE SET {add}) \
              SELECT COALESCE(sum(calls), 0)::int8 FROM src",
+                add = ADD_ROLLUP,
+            ),
             vec![since.into(), until.into()],
         ))
         .await?

@@ -345,6 +345,36 @@ async fn folding_into_hourly_rollups_changes_no_figure() {
     call(&app, b, Some(lead), "openai", "chat_response", 1.0, 10, false, None, Duration::seconds(1)).await;
     let s = ok(get(&app, &admin, "/api/v1/admin/costs/summary?period=week").await).await;
     assert_eq!(s["total_calls"], 5, "{s}");
+    // A later fold adds it to the roll-ups of its hour and its day; the daily and hourly roll-ups
+    // agree, and the figures do not move.
+    let before = ok(get(&app, &admin, "/api/v1/admin/costs/summary?period=week").await).await;
+    let daily_before = ok(get(&app, &admin, "/api/v1/admin/costs/daily").await).await;
+    assert!(daily_before["daily"].as_array().unwrap().len() >= 30, "{daily_before}");
+    let later = now + Duration::minutes(3);
+    assert_eq!(shared::costs::fold(app.infra(), later).await.unwrap(), 2);
+    let sums: (i64, i64, f64, f64) = {
+        let r = app
+            .db()
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT (SELECT sum(calls)::int8 FROM llm_call_rollups), (SELECT sum(calls)::int8 FROM llm_call_rollups_daily), \
+                        (SELECT sum(cost_usd) FROM llm_call_rollups), (SELECT sum(cost_usd) FROM llm_call_rollups_daily)",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        (
+            r.try_get_by_index(0).unwrap(),
+            r.try_get_by_index(1).unwrap(),
+            r.try_get_by_index(2).unwrap(),
+            r.try_get_by_index(3).unwrap(),
+        )
+    };
+    assert_eq!((sums.0, sums.1), (7, 7));
+    assert!((sums.2 - sums.3).abs() < 1e-9, "{sums:?}");
+    let after = ok(get(&app, &admin, "/api/v1/admin/costs/summary?period=week").await).await;
+    assert_eq!(strip(after.clone()), strip(before), "{after}");
+    assert_eq!(ok(get(&app, &admin, "/api/v1/admin/costs/daily").await).await, daily_before);
     // Another broker's roll-ups stay out.
     let other = app.new_broker().await;
     assert_eq!(ok(get(&app, &other, "/api/v1/admin/costs/summary").await).await["total_calls"], 0);
