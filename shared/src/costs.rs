@@ -132,7 +132,8 @@ fn ledger(broker: Option<i64>, from: DateTime<Utc>, to: DateTime<Utc>) -> (Strin
                COALESCE(c.estimated_cost_usd, 0)::float8 AS cost_usd, c.latency_ms::int8 AS latency_ms_sum, \
                c.input_tokens::int8 AS input_tokens, c.output_tokens::int8 AS output_tokens FROM llm_calls c";
     // The watermark is read by the same statement: roll-ups below it, raw rows from it on. Daily
-    // roll-ups cover [days_from, dend), the days wholly below the watermark.
+    // roll-ups cover [days_from, dend), the days wholly below the watermark; hourly ones the hours
+    // before days_from and from dend on (each range its own index scan).
     let sql = format!(
         "WITH w AS (\
            SELECT t, GREATEST($4::timestamptz, date_trunc('day', t AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') AS dend \
@@ -141,8 +142,9 @@ fn ledger(broker: Option<i64>, from: DateTime<Utc>, to: DateTime<Utc>) -> (Strin
            SELECT {cols} FROM llm_call_rollups_daily d \
            WHERE d.bucket >= $4 AND d.bucket < (SELECT dend FROM w){db} \
            UNION ALL SELECT {cols} FROM llm_call_rollups r \
-           WHERE r.bucket >= $3 AND r.bucket < (SELECT t FROM w) \
-             AND (r.bucket < $4 OR r.bucket >= (SELECT dend FROM w)){rb} \
+           WHERE r.bucket >= $3 AND r.bucket < LEAST($4, (SELECT t FROM w)){rb} \
+           UNION ALL SELECT {cols} FROM llm_call_rollups r \
+           WHERE r.bucket >= (SELECT dend FROM w) AND r.bucket < (SELECT t FROM w){rb} \
            UNION ALL {raw} WHERE c.created_at >= $1 AND c.created_at < $3 AND c.created_at <= $2{cb} \
            UNION ALL {raw} WHERE c.created_at >= GREATEST((SELECT t FROM w), $3) AND c.created_at >= $1 \
                                AND c.created_at <= $2{cb})"
