@@ -1,5 +1,5 @@
 -- POST /api/v1/chat/test: each request a new message from one of the seeded leads (ids, one a line,
--- in the file BENCH_CHAT_LEADS_FILE). Messages come from a pool of ordinary lead messages, each made
+-- in the file BENCH_CHAT_LEADS_FILE), in turn. Messages come from a pool of ordinary lead messages, each made
 -- unique by a counter, so no lead ever repeats itself (which Sofía would treat as a loop and hand to
 -- a person) and every request runs the whole pipeline.
 -- The Authorization header comes from wrk's -H.
@@ -41,9 +41,15 @@ function init(args)
   math.randomseed(os.time() + (tid or 0) * 7919)
 end
 
+-- The threads take turns through the leads in order (thread t of T: leads t, t + T, t + 2T, …), so a
+-- lead writes again only after every other lead has: never while its previous message is still being
+-- answered (a lead's turns are answered one at a time, under its lock, and waiting behind itself
+-- is not what this measures).
+local nthreads = tonumber(os.getenv("BENCH_WRK_THREADS") or "1") or 1
+
 function request()
   counter = counter + 1
-  local id = ids[math.random(#ids)]
+  local id = ids[((counter - 1) * nthreads + (tid or 0)) % #ids + 1]
   local text = string.format(pool[math.random(#pool)], (tid or 0) * 1000000 + counter)
   local body = string.format('{"message":"%s","lead_id":%s}', text, id)
   return wrk.format(nil, nil, nil, body)
