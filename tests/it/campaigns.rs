@@ -119,6 +119,11 @@ fn log_of(page: &Value, lead_id: i64, step_id: i64) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// A test app whose campaign steps ignore the quiet hours (they would hold most sends until 08:00).
+async fn app_without_quiet_hours() -> TestApp {
+    TestApp::spawn_with(|k| (k == "CAMPAIGN_QUIET_HOURS").then(|| "off".to_string())).await
+}
+
 fn noon() -> DateTime<Utc> {
     // The runner is given "now"; a weekday noon in Santiago, outside quiet hours.
     let today = Utc::now().with_timezone(&shared::leads::model::TZ).date_naive();
@@ -423,7 +428,7 @@ async fn another_brokers_campaigns_are_out_of_reach_and_agents_cannot_approve() 
 
 #[tokio::test]
 async fn applying_schedules_every_first_step_and_the_worker_sends_them() {
-    let app = TestApp::spawn_with(|k| (k == "CAMPAIGN_QUIET_HOURS").then(|| "off".to_string())).await;
+    let app = app_without_quiet_hours().await;
     let admin = app.new_broker().await;
     let (id, steps) = active_campaign(
         &app,
@@ -513,7 +518,7 @@ async fn applying_schedules_every_first_step_and_the_worker_sends_them() {
 
 #[tokio::test]
 async fn a_reply_between_two_steps_skips_the_second() {
-    let app = TestApp::spawn_with(|k| (k == "CAMPAIGN_QUIET_HOURS").then(|| "off".to_string())).await;
+    let app = app_without_quiet_hours().await;
     let admin = app.new_broker().await;
     let (id, steps) = active_campaign(
         &app,
@@ -647,7 +652,7 @@ async fn max_contacts_caps_the_leads_enrolled() {
 
 #[tokio::test]
 async fn a_redelivered_step_job_sends_once() {
-    let app = TestApp::spawn_with(|k| (k == "CAMPAIGN_QUIET_HOURS").then(|| "off".to_string())).await;
+    let app = app_without_quiet_hours().await;
     let admin = app.new_broker().await;
     let (id, steps) = active_campaign(
         &app,
@@ -832,7 +837,7 @@ async fn applying_to_thousands_of_leads_enrols_and_queues_them_all_in_one_call()
 
 #[tokio::test]
 async fn a_paused_campaign_holds_its_steps_until_it_is_activated_again() {
-    let app = TestApp::spawn_with(|k| (k == "CAMPAIGN_QUIET_HOURS").then(|| "off".to_string())).await;
+    let app = app_without_quiet_hours().await;
     let admin = app.new_broker().await;
     let (id, steps) = active_campaign(
         &app,
@@ -903,7 +908,7 @@ async fn lead_logs(app: &TestApp, id: i64, lead_id: i64) -> Vec<(i32, String, Op
 
 #[tokio::test]
 async fn leads_waiting_for_a_deleted_step_go_on_with_the_next_one_across_a_gap() {
-    let app = TestApp::spawn_with(|k| (k == "CAMPAIGN_QUIET_HOURS").then(|| "off".to_string())).await;
+    let app = app_without_quiet_hours().await;
     let admin = app.new_broker().await;
     // Steps 1, 2 and 4: no step 3.
     let (id, steps) = active_campaign(
@@ -1002,7 +1007,7 @@ async fn leads_waiting_for_a_deleted_step_go_on_with_the_next_one_across_a_gap()
 
 #[tokio::test]
 async fn deleting_the_last_waiting_step_finishes_the_enrolment() {
-    let app = TestApp::spawn_with(|k| (k == "CAMPAIGN_QUIET_HOURS").then(|| "off".to_string())).await;
+    let app = app_without_quiet_hours().await;
     let admin = app.new_broker().await;
     let (id, steps) = active_campaign(
         &app,
