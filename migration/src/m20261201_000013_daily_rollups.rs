@@ -14,6 +14,8 @@ impl MigrationName for Migration {
 }
 
 const UP: &str = r#"
+-- A fold in flight holds this row: wait for it, so the copy below misses none of its calls.
+SELECT folded_until FROM llm_rollup_state WHERE id = 1 FOR UPDATE;
 CREATE TABLE llm_call_rollups_daily (
     -- 0: calls that name no broker.
     broker_id      bigint NOT NULL,
