@@ -97,16 +97,10 @@ fn round(x: f64, dp: i32) -> f64 {
     (x * f).round() / f
 }
 
-/// The first whole UTC hour at or after `t`.
-fn ceil_hour(t: DateTime<Utc>) -> DateTime<Utc> {
-    let floor = t.duration_trunc(Duration::hours(1)).unwrap_or(t);
-    if floor == t { t } else { floor + Duration::hours(1) }
-}
-
-/// The first UTC midnight at or after `t`.
-fn ceil_day(t: DateTime<Utc>) -> DateTime<Utc> {
-    let floor = t.duration_trunc(Duration::days(1)).unwrap_or(t);
-    if floor == t { t } else { floor + Duration::days(1) }
+/// The first multiple of `unit` (an hour, a day) since the epoch at or after `t`, in UTC.
+fn ceil_to(t: DateTime<Utc>, unit: Duration) -> DateTime<Utc> {
+    let floor = t.duration_trunc(unit).unwrap_or(t);
+    if floor == t { t } else { floor + unit }
 }
 
 /// A `WITH u AS (…)` over the window's calls as rows of `(provider, call_type, at, calls, errors,
@@ -116,8 +110,8 @@ fn ceil_day(t: DateTime<Utc>) -> DateTime<Utc> {
 /// ones; the window's ragged first hour and everything since the watermark from the ledger. The
 /// parts are disjoint and together hold every call of the window once.
 fn ledger(broker: Option<i64>, from: DateTime<Utc>, to: DateTime<Utc>) -> (String, Vec<sea_orm::Value>) {
-    let hours_from = ceil_hour(from);
-    let days_from = ceil_day(from);
+    let hours_from = ceil_to(from, Duration::hours(1));
+    let days_from = ceil_to(from, Duration::days(1));
     let mut v: Vec<sea_orm::Value> = vec![from.into(), to.into(), hours_from.into(), days_from.into()];
     // The broker is the last value: callers add their own conditions on it.
     let rb = broker_cond("r", broker, &mut v);

@@ -76,7 +76,7 @@ fn unauthorized(why: &str) -> Error {
 }
 
 /// Checks the request against `secrets` (see the module docs) at `now`.
-pub fn verify(secrets: &[String], headers: &AuthHeaders, body: &[u8], now: DateTime<Utc>) -> Result<()> {
+pub fn verify<S: AsRef<str>>(secrets: &[S], headers: &AuthHeaders, body: &[u8], now: DateTime<Utc>) -> Result<()> {
     if secrets.is_empty() {
         return Err(Error::bad_request(
             "voice_not_configured",
@@ -92,11 +92,11 @@ pub fn verify(secrets: &[String], headers: &AuthHeaders, body: &[u8], now: DateT
             return Err(unauthorized("stale timestamp"));
         }
         let given = sig.trim().trim_start_matches("sha256=").to_ascii_lowercase();
-        let ok = secrets.iter().any(|s| sign(s, ts_raw, body).as_bytes().ct_eq(given.as_bytes()).into());
+        let ok = secrets.iter().any(|s| sign(s.as_ref(), ts_raw, body).as_bytes().ct_eq(given.as_bytes()).into());
         return if ok { Ok(()) } else { Err(unauthorized("wrong signature")) };
     }
     let given = headers.secret.as_deref().ok_or_else(|| unauthorized("missing x-vapi-secret"))?;
-    if secrets.iter().any(|s| bool::from(s.as_bytes().ct_eq(given.as_bytes()))) {
+    if secrets.iter().any(|s| bool::from(s.as_ref().as_bytes().ct_eq(given.as_bytes()))) {
         Ok(())
     } else {
         Err(unauthorized("wrong secret"))
@@ -179,7 +179,7 @@ fn phone_number_id(message: &Value) -> Option<&str> {
 /// Whether the request carries the deployment's own secret (`VAPI_WEBHOOK_SECRET`), checked
 /// without reading anything.
 fn deployment_secret_matches(settings: &Settings, headers: &AuthHeaders, raw: &[u8], now: DateTime<Utc>) -> bool {
-    let Some(secret) = settings.providers.vapi_webhook_secret.as_ref().map(|s| s.expose_secret().to_string()) else {
+    let Some(secret) = settings.providers.vapi_webhook_secret.as_ref().map(|s| s.expose_secret()) else {
         return false;
     };
     !secret.is_empty() && verify(&[secret], headers, raw, now).is_ok()
@@ -542,7 +542,7 @@ mod tests {
         let bad = AuthHeaders { secret: Some("s3cre".into()), ..AuthHeaders::default() };
         assert_eq!(verify(&secrets, &bad, body, now).unwrap_err().status(), 401);
         assert_eq!(verify(&secrets, &AuthHeaders::default(), body, now).unwrap_err().status(), 401);
-        assert_eq!(verify(&[], &plain, body, now).unwrap_err().code(), "voice_not_configured");
+        assert_eq!(verify::<&str>(&[], &plain, body, now).unwrap_err().code(), "voice_not_configured");
     }
 
     #[test]
