@@ -224,9 +224,10 @@ pub async fn expect_error(resp: TestResponse, status: u16, code: &str) -> Value 
     b
 }
 
-/// A unique valid Chilean mobile.
+/// A unique valid Chilean mobile: eight digits after `+569` from 10000000 to 99899999, never the
+/// `+569999…` placeholders the product refuses to call or message.
 pub fn phone() -> String {
     let n =
         COUNTER.fetch_add(1, Ordering::Relaxed) + u64::from(uuid::Uuid::new_v4().as_u128() as u32 % 1_000_000) * 100;
-    format!("+569{:08}", n % 100_000_000)
+    format!("+569{:08}", 10_000_000 + n % 89_900_000)
 }
