@@ -19,6 +19,7 @@ mod m20261201_000010_campaigns;
 mod m20261201_000011_voice;
 mod m20261201_000012_rollup_covering_key;
 mod m20261201_000013_daily_rollups;
+mod m20261201_000014_kb_graph_per_kind;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_voice::Migration),
             Box::new(m20261201_000012_rollup_covering_key::Migration),
             Box::new(m20261201_000013_daily_rollups::Migration),
+            Box::new(m20261201_000014_kb_graph_per_kind::Migration),
         ]
     }
 }

@@ -11,6 +11,7 @@ use poem::test::TestResponse;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use shared::jobs::embedding::Embedding;
+use shared::knowledge::SourceType;
 use worker::queue::JobCtx;
 
 use crate::common::{TestApp, User, body, expect_error};
@@ -1217,19 +1218,29 @@ async fn the_search_statement_can_use_the_hnsw_index_with_an_iterative_scan() {
         0.0f64.into(),
         3i64.into(),
     ];
-    let plan = txn
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            format!("EXPLAIN {}", shared::knowledge::repo::search_sql(false)),
-            values,
-        ))
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.try_get_by_index::<String>(0).unwrap())
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(plan.contains("knowledge_chunks_embedding_hnsw"), "{plan}");
+    let explain = |kind| {
+        let sql = format!("EXPLAIN {}", shared::knowledge::repo::search_sql(kind));
+        let (txn, values) = (&txn, values.clone());
+        async move {
+            txn.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get_by_index::<String>(0).unwrap())
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    // Every kind of entry has its own graph, and the search asks each of them.
+    let plan = explain(None).await;
+    for kind in SourceType::ALL {
+        let index = format!("knowledge_chunks_embedding_hnsw_{}", kind.as_str());
+        assert!(plan.contains(&index), "{index} unused: {plan}");
+    }
+    // A source filter asks its kind's graph only.
+    let plan = explain(Some(SourceType::Faq)).await;
+    assert!(plan.contains("knowledge_chunks_embedding_hnsw_faq"), "{plan}");
+    assert!(!plan.contains("knowledge_chunks_embedding_hnsw_property"), "{plan}");
     txn.rollback().await.unwrap();
 }
 

@@ -13,6 +13,8 @@ pub struct Model {
     pub embedding: PgVector,
     pub provider: String,
     pub model: String,
+    /// The entry's `source_type`: each kind has its own HNSW graph (migration `000014`).
+    pub source_type: String,
     pub created_at: ChronoDateTimeUtc,
 }
 

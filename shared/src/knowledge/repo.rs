@@ -11,6 +11,7 @@ use super::model::{Search, SearchHit, SourceType};
 use crate::ctx::{Ctx, Role};
 use crate::entities::{knowledge_base, knowledge_chunks};
 use crate::error::{Error, Result};
+use crate::integrations::embeddings::DIMENSIONS;
 
 const NOT_FOUND: Error = Error::NotFound("Knowledge base entry");
 
@@ -111,29 +112,51 @@ pub async fn replace_chunks(
         embedding: Set(sea_orm::prelude::PgVector::from(vector)),
         provider: Set(provider.to_string()),
         model: Set(model.to_string()),
+        source_type: Set(entry.source_type.clone()),
         ..Default::default()
     });
     knowledge_chunks::Entity::insert_many(rows).exec(db).await?;
     Ok(())
 }
 
-/// The search statement. Parameters: `$1` query vector, `$2` broker, `$3` provider, `$4` model,
-/// `$5` candidate chunks, `$6` lowest similarity, `$7` results, and with `source_filter` `$8` the
-/// source type. Public so a test can check that its plan can use the HNSW index.
-pub fn search_sql(source_filter: bool) -> String {
-    let source_filter = if source_filter {
-        "AND c.entry_id IN (SELECT id FROM knowledge_base WHERE broker_id = $2 AND source_type = $8)"
-    } else {
-        ""
+/// Moves an entry's chunks to the entry's (new) `source_type`, and so to that kind's graph.
+pub async fn set_chunks_kind(db: &impl ConnectionTrait, ctx: &Ctx, entry: &knowledge_base::Model) -> Result<()> {
+    visible_broker(ctx, Some(entry.broker_id))?;
+    knowledge_chunks::Entity::update_many()
+        .col_expr(knowledge_chunks::Column::SourceType, Expr::value(entry.source_type.clone()))
+        .filter(knowledge_chunks::Column::EntryId.eq(entry.id))
+        .filter(knowledge_chunks::Column::BrokerId.eq(entry.broker_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The search statement. The nearest chunks come in the order of the HNSW index's half-precision
+/// copies (`embedding::halfvec`, migration `000014`), and are ranked by their full-precision
+/// distance. Parameters: `$1` query vector, `$2` broker, `$3` provider, `$4` model,
+/// `$5` candidate chunks, `$6` lowest similarity, `$7` results. Each kind of entry has its own graph
+/// (a partial index per `source_type`): the statement asks every kind's graph, or only `kind`'s,
+/// with the kind written as a literal so the planner can match the branch with its index (a
+/// parameter could not be matched by a generic plan). Public so a test can check that its plan can
+/// use the HNSW indexes.
+pub fn search_sql(kind: Option<SourceType>) -> String {
+    let nearest = |kind: &str| {
+        format!(
+            "(SELECT c.entry_id, c.chunk_index, c.content, c.embedding <=> $1 AS distance \
+              FROM knowledge_chunks c \
+              WHERE c.broker_id = $2 AND c.provider = $3 AND c.model = $4 AND c.source_type = {kind} \
+              ORDER BY c.embedding::halfvec({DIMENSIONS}) <=> $1::halfvec({DIMENSIONS}) \
+              LIMIT $5)"
+        )
     };
+    let kinds = match kind {
+        Some(k) => vec![k],
+        None => SourceType::ALL.to_vec(),
+    };
+    let nearest = kinds.iter().map(|k| nearest(&format!("'{}'", k.as_str()))).collect::<Vec<_>>().join(" UNION ALL ");
     format!(
-        "WITH nearest AS MATERIALIZED ( \
-             SELECT c.entry_id, c.chunk_index, c.content, c.embedding <=> $1 AS distance \
-             FROM knowledge_chunks c \
-             WHERE c.broker_id = $2 AND c.provider = $3 AND c.model = $4 {source_filter} \
-             ORDER BY c.embedding <=> $1 \
-             LIMIT $5 \
-         ), best AS ( \
+        "WITH nearest AS MATERIALIZED ({nearest}), \
+         best AS ( \
              SELECT DISTINCT ON (entry_id) entry_id, content, distance \
              FROM nearest ORDER BY entry_id, distance, chunk_index \
          ) \
@@ -184,7 +207,7 @@ pub struct QueryVector<'a> {
 /// The entries of `broker_id` whose best chunk is closest to `vector`, among chunks of the query's
 /// provider and model only: at most `search.top_k`, each with similarity ≥ `min_similarity`, best first.
 ///
-/// The nearest chunks are `ORDER BY embedding <=> $1 LIMIT n` under the broker filter. The planner
+/// The nearest chunks are `ORDER BY embedding::halfvec <=> $1 LIMIT n` under the broker filter. The planner
 /// chooses: for a broker with few chunks, an exact scan of its rows (`(broker_id, provider, model)`
 /// btree, then a sort); for a large one, the HNSW index. A filtered approximate scan can run out of
 /// candidates before `n` rows pass the broker filter, so the search asks pgvector ≥ 0.8 for an
@@ -199,7 +222,7 @@ pub async fn search(
     min_similarity: f64,
 ) -> Result<Vec<SearchHit>> {
     let broker_id = visible_broker(ctx, Some(broker_id))?.ok_or(Error::NotFound("Broker"))?;
-    let mut values: Vec<sea_orm::Value> = vec![
+    let values: Vec<sea_orm::Value> = vec![
         sea_orm::prelude::PgVector::from(query.vector).into(),
         broker_id.into(),
         query.provider.into(),
@@ -208,10 +231,7 @@ pub async fn search(
         min_similarity.into(),
         (search.top_k as i64).into(),
     ];
-    if let Some(t) = search.source_type {
-        values.push(t.as_str().into());
-    }
-    let sql = search_sql(search.source_type.is_some());
+    let sql = search_sql(search.source_type);
     let mut hits =
         SearchHit::find_by_statement(Statement::from_sql_and_values(DbBackend::Postgres, &sql, values)).all(db).await?;
     for h in &mut hits {

@@ -186,6 +186,9 @@ pub async fn update(
     }
     am.updated_at = Set(now);
     let entry = am.update(&txn).await?;
+    if !text_changed && entry.source_type != current.source_type {
+        repo::set_chunks_kind(&txn, ctx, &entry).await?;
+    }
     txn.commit().await?;
     if text_changed {
         enqueue_or_log(infra, &entry).await;
