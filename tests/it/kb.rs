@@ -1246,7 +1246,8 @@ async fn the_search_statement_can_use_the_hnsw_index_with_an_iterative_scan() {
 
 #[tokio::test]
 async fn every_pooled_connection_carries_the_hnsw_scan_settings_so_a_search_is_one_statement() {
-    let app = TestApp::spawn().await;
+    // Not pgvector's default (40, also ours), so the test sees the setting arrive.
+    let app = TestApp::spawn_with(|k| (k == "KB_EF_SEARCH").then(|| "77".to_string())).await;
     // Outside any transaction, on whatever pooled connection answers: the startup options set them.
     for _ in 0..3 {
         let row = app
@@ -1258,7 +1259,7 @@ async fn every_pooled_connection_carries_the_hnsw_scan_settings_so_a_search_is_o
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(row.try_get::<String>("", "ef").unwrap(), "100");
+        assert_eq!(row.try_get::<String>("", "ef").unwrap(), "77");
         assert_eq!(row.try_get::<String>("", "scan").unwrap(), "relaxed_order");
     }
 }
