@@ -1,7 +1,8 @@
 //! Property tests of everything that reads outside input: the extractor (with its money and date
-//! readers), phone and email parsing, the chat sanitiser, CSV import parsing, webhook payload
-//! parsing and signatures, and template rendering. No input panics; oversized input is cut or
-//! refused by an explicit cap (tested by what is read, not by timing).
+//! readers: Spanish dates and times read at any instant, against Chile's clock changes), phone and
+//! email parsing, the chat sanitiser, CSV import parsing, webhook payload parsing and signatures,
+//! and template rendering. No input panics; oversized input is cut or refused by an explicit cap
+//! (tested by what is read; one generous runaway bound on time catches a superlinear reader).
 
 use std::collections::BTreeMap;
 
