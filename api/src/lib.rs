@@ -49,9 +49,9 @@ pub fn app(state: AppState) -> impl Endpoint {
     let api = openapi::service();
     // The documentation pages embed the whole spec (close to a megabyte each): built on their first
     // request rather than held by every idle process.
-    let swagger = Lazy::new(|| openapi::service().swagger_ui().map_to_response().boxed());
-    let redoc = Lazy::new(|| openapi::service().redoc().map_to_response().boxed());
-    let spec = Lazy::new(|| openapi::service().spec_endpoint().map_to_response().boxed());
+    let swagger = Lazy::new(|| openapi::swagger_ui().boxed());
+    let redoc = Lazy::new(|| openapi::redoc().boxed());
+    let spec = Lazy::new(|| openapi::spec_endpoint().boxed());
     let settings = &state.infra.settings;
     let cors = Cors::new()
         .allow_origins(settings.allowed_origins.iter().map(String::as_str))

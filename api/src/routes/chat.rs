@@ -406,6 +406,24 @@ impl IntoResponse for EventStream {
     }
 }
 
+/// One server-sent event, as OpenAPI 3.2 reads the schema of `text/event-stream` (and validators
+/// such as schemathesis read it in 3.0 too): `data` is the frame's JSON text; `event` is never
+/// sent, so it is the SSE default, `message`.
+fn sse_event_schema() -> MetaSchema {
+    let string = |description: &'static str| {
+        MetaSchemaRef::Inline(Box::new(MetaSchema { description: Some(description), ..MetaSchema::new("string") }))
+    };
+    MetaSchema {
+        description: Some("One event of the stream."),
+        required: vec!["data"],
+        properties: vec![
+            ("event", string("The event type: always the SSE default, `message`.")),
+            ("data", string("The frame, a JSON object written as text (see the response's description).")),
+        ],
+        ..MetaSchema::new("object")
+    }
+}
+
 impl ApiResponse for EventStream {
     fn meta() -> MetaResponses {
         let sse = |status: u16, description: &'static str| MetaResponse {
@@ -414,7 +432,7 @@ impl ApiResponse for EventStream {
             status_range: None,
             content: vec![MetaMediaType {
                 content_type: "text/event-stream",
-                schema: MetaSchemaRef::Inline(Box::new(MetaSchema::new("string"))),
+                schema: MetaSchemaRef::Inline(Box::new(sse_event_schema())),
             }],
             headers: vec![],
         };

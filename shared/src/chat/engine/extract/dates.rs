@@ -53,7 +53,8 @@ impl When {
 }
 
 /// Santiago wall-clock time to UTC. A time skipped by the DST change (00:00–00:59 on the first
-/// Sunday of September) is read one hour later; a repeated one is the first of the two.
+/// Sunday of September on or after the 2nd) is read one hour later; a repeated one (23:00–23:59
+/// on the Saturday before April's change) is the first of the two.
 pub(super) fn local_to_utc(date: NaiveDate, time: NaiveTime) -> Option<DateTime<Utc>> {
     let naive = date.and_time(time);
     TZ.from_local_datetime(&naive)
@@ -172,8 +173,10 @@ fn day_at(tokens: &[Token], i: usize, today: NaiveDate) -> Option<(Day, usize)> 
     if is_tomorrow(tokens, i) {
         return exact(today + Duration::days(1), i + 1);
     }
-    if let Some(found) = weekday_at(tokens, i, today) {
-        return Some(found);
+    if let Some((day, end)) = weekday_at(tokens, i, today) {
+        // "el jueves 20", "el lunes 1 de diciembre": the date, when it falls on that weekday.
+        let dated = date_after_weekday(tokens, end, today).filter(|(d, _)| d.date.weekday() == day.date.weekday());
+        return Some(dated.unwrap_or((day, end)));
     }
     if let Some(end) = match_at(tokens, i, "el|este fin de semana") {
         // The weekend starts on Saturday; offered slots match it by weekday.
@@ -211,6 +214,18 @@ fn weekday_at(tokens: &[Token], i: usize, today: NaiveDate) -> Option<(Day, usiz
         next_weekday(today, weekday)
     };
     Some((Day { date, weekday_named: true }, end))
+}
+
+/// The date right after a weekday: "20", "20 de noviembre", "20/11" — not a time ("15:00", "3pm").
+fn date_after_weekday(tokens: &[Token], i: usize, today: NaiveDate) -> Option<(Day, usize)> {
+    if time_at(tokens, i).is_some() {
+        return None;
+    }
+    if let Some(found) = numeric_date_at(tokens, i, today).or_else(|| written_date_at(tokens, i, today)) {
+        return Some(found);
+    }
+    let day = tokens.get(i)?.int()?;
+    Some((Day { date: next_day_of_month(today, day)?, weekday_named: false }, i + 1))
 }
 
 /// "12/12", "12-12", "12/12/2025", "3/1/26".
@@ -280,7 +295,18 @@ fn hour_at(tokens: &[Token], i: usize) -> Option<(u32, usize, bool)> {
     (multiplier == 1.0 && v.fract() == 0.0 && (1..=12).contains(&h)).then_some((h, end, true))
 }
 
-/// ":30", "y media", "y cuarto", ".30" after an hour.
+/// "10.30", "9.15": an hour and its minutes written with a dot (and whether the hour is one digit).
+fn dotted_time(t: &Token) -> Option<(u32, u32, bool)> {
+    let (h, m) = t.raw.split_once('.')?;
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !t.is_number() || !(1..=2).contains(&h.len()) || m.len() != 2 || !digits(h) || !digits(m) {
+        return None;
+    }
+    let (hour, minute) = (h.parse().ok()?, m.parse().ok()?);
+    (hour <= 23 && minute < 60).then_some((hour, minute, h.len() == 1))
+}
+
+/// ":30", "y media", "y cuarto" after an hour.
 fn minutes_at(tokens: &[Token], i: usize) -> Option<(u32, usize)> {
     let glued_colon = tokens.get(i).is_some_and(|t| t.is_punct(":") && !t.spaced);
     if glued_colon && let Some(m) = tokens.get(i + 1).filter(|t| t.raw.len() == 2 && !t.spaced).and_then(Token::int) {
@@ -371,6 +397,14 @@ fn time_at(tokens: &[Token], i: usize) -> Option<(NaiveTime, Option<Period>, usi
         // "diez" alone is a count, not a time.
         return None;
     }
+    if let Some((hour, minute, short_hour)) = tokens.get(start).and_then(dotted_time) {
+        // "a las 10.30": one number token to the tokenizer.
+        let (period, suffixed, end) = time_suffix_at(tokens, start + 1, lead_in.is_some());
+        if lead_in.is_none() && !suffixed {
+            return None;
+        }
+        return Some((clock(hour, minute, period, short_hour)?, period, end));
+    }
     let (hour, next, short_hour) = hour_at(tokens, start)?;
     let (minute, next, has_minutes) = match minutes_at(tokens, next) {
         Some((m, n)) => (m, n, true),
@@ -429,8 +463,6 @@ const REFUSALS: &[&str] = &[
     "no me sirve|sirven|acomoda|acomodan|viene|vienen|queda|quedan|calza|resulta",
     "no nos sirve|sirven|acomoda|viene",
     "imposible",
-    "otro dia|horario|hora|momento",
-    "otra fecha|hora|opcion|semana",
     "no tengo tiempo",
     "no estoy disponible",
     "no estare",
@@ -447,8 +479,13 @@ fn offers_availability(tokens: &[Token]) -> bool {
         .any(|p| has(tokens, p))
 }
 
-fn refuses(tokens: &[Token]) -> bool {
+/// "otro día", "otra semana": a refusal, unless the clause names the day or time it asks for
+/// ("el viernes de la otra semana").
+const ASKS_FOR_ANOTHER: &[&str] = &["otro dia|horario|hora|momento", "otra fecha|hora|opcion|semana"];
+
+fn refuses(tokens: &[Token], said: When) -> bool {
     REFUSALS.iter().any(|p| has(tokens, p))
+        || (ASKS_FOR_ANOTHER.iter().any(|p| has(tokens, p)) && said.day.is_none() && said.time.is_none())
 }
 
 const ACCEPT_FIRST_WORDS: &[&str] = &[
@@ -648,11 +685,11 @@ pub(super) fn appointment(tokens: &[Token], clauses: &[Clause], ctx: &ExtractCtx
     let mut refused = false;
     for clause in clauses {
         let part = clause.tokens(tokens);
-        if refuses(part) {
+        let said = when_in(part, today);
+        if refuses(part, said) {
             refused = true;
             continue;
         }
-        let said = when_in(part, today);
         if offers_availability(part) {
             available = available.merge(said);
         }
@@ -872,6 +909,46 @@ mod tests {
         for &(text, want) in cases {
             assert_eq!(choice(text), Some(At(want)), "{text}");
         }
+    }
+
+    #[test]
+    fn a_weekday_with_its_date_is_that_date() {
+        let cases: &[(&str, Option<AppointmentChoice>)] = &[
+            ("el jueves 20", Some(Day(date(2025, 11, 20)))),
+            ("el jueves 20 a las 10", Some(At(santiago(2025, 11, 20, 10, 0)))),
+            ("el jueves 27 de noviembre", Some(Day(date(2025, 11, 27)))),
+            ("el lunes 1 de diciembre a las 10", Some(At(santiago(2025, 12, 1, 10, 0)))),
+            ("el martes 2/12", Some(Day(date(2025, 12, 2)))),
+            ("el próximo viernes 21", Some(Day(date(2025, 11, 21)))),
+            // A date that is not that weekday leaves the weekday's meaning, as before.
+            ("el jueves 28 de noviembre", Some(Day(date(2025, 11, 13)))),
+            // A time after the weekday is a time.
+            ("el jueves 15:00", Some(At(santiago(2025, 11, 13, 15, 0)))),
+            ("el jueves 20 hrs", Some(At(santiago(2025, 11, 13, 20, 0)))),
+        ];
+        for &(text, want) in cases {
+            assert_eq!(choice(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn minutes_after_a_dot_are_minutes() {
+        assert_eq!(choice("mañana a las 10.30"), Some(At(santiago(2025, 11, 12, 10, 30))));
+        assert_eq!(choice("el jueves a las 3.15"), Some(At(santiago(2025, 11, 13, 15, 15))));
+        assert_eq!(choice("mañana 16.45 hrs"), Some(At(santiago(2025, 11, 12, 16, 45))));
+        // Without "a las" or a suffix it is a number, not a time.
+        assert_eq!(choice("mañana 10.30"), Some(Day(date(2025, 11, 12))));
+        assert_eq!(choice("mañana a las 10.300"), Some(Day(date(2025, 11, 12))));
+    }
+
+    #[test]
+    fn another_week_with_a_day_is_a_proposal_and_without_one_a_refusal() {
+        assert_eq!(pick("el viernes de la otra semana"), Some(Day(date(2025, 11, 21))));
+        assert_eq!(pick("la otra semana el lunes a las 10"), Some(At(santiago(2025, 11, 17, 10, 0))));
+        assert_eq!(pick("otro día a las 11"), Some(Slot(2)));
+        assert_eq!(pick("mejor otra semana"), Some(Decline));
+        assert_eq!(pick("¿tienen otro horario?"), Some(Decline));
+        assert_eq!(pick("no puedo el jueves de la otra semana"), Some(Decline));
     }
 
     #[test]

@@ -237,10 +237,18 @@ fn small_number(word: &str) -> Option<f64> {
     Some(f64::from(v))
 }
 
+/// The most words one number written in words is read from: longer than any amount a person
+/// writes ("novecientos noventa y nueve millones novecientos noventa y nueve mil novecientos
+/// noventa y nueve" is 15), and it keeps a run of "mil mil mil …" from being re-read from every
+/// word of it (quadratic in the message).
+const MAX_NUMBER_WORDS: usize = 24;
+
 /// A Spanish number written in words at token `i`: value, index past it, and whether it carried
 /// "mil" or "millón" ("un millón y medio", "ochocientos mil", "dos millones doscientos mil").
+/// Reads at most [`MAX_NUMBER_WORDS`] words.
 pub(super) fn words_number(tokens: &[Token], i: usize) -> Option<(f64, usize, f64)> {
-    let word = |j: usize| tokens.get(j).filter(|t| t.is_word()).map(|t| t.folded.as_str());
+    let last = i.saturating_add(MAX_NUMBER_WORDS);
+    let word = |j: usize| tokens.get(j).filter(|t| j < last && t.is_word()).map(|t| t.folded.as_str());
     let mut total = 0.0;
     let mut current = 0.0;
     let mut any = false;
@@ -775,6 +783,21 @@ mod tests {
         for &(text, value, unit) in cases {
             assert_eq!(first_amount(text), Some((value, unit)), "{text}");
         }
+    }
+
+    #[test]
+    fn a_number_in_words_is_read_from_at_most_its_longest_real_form() {
+        let longest =
+            "novecientos noventa y nueve millones novecientos noventa y nueve mil novecientos noventa y nueve";
+        let tokens = tokenize(longest);
+        assert!(tokens.len() <= MAX_NUMBER_WORDS);
+        assert_eq!(words_number(&tokens, 0), Some((999_999_999.0, tokens.len(), 1_000_000.0)));
+        // A run of number words as long as a hostile message is read a bounded stretch at a time,
+        // not to its end from every word (which was quadratic in the message).
+        let text = "mil ".repeat(4000);
+        let run = tokenize(&text);
+        let (_, end, _) = words_number(&run, 10).expect("a number");
+        assert_eq!(end, 10 + MAX_NUMBER_WORDS);
     }
 
     #[test]
