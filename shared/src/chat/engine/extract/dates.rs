@@ -306,10 +306,18 @@ fn dotted_time(t: &Token) -> Option<(u32, u32, bool)> {
     (hour <= 23 && minute < 60).then_some((hour, minute, h.len() == 1))
 }
 
+/// Two digits glued after an hour's colon ("10:30" → 30), whatever their value.
+fn colon_minutes_at(tokens: &[Token], i: usize) -> Option<u32> {
+    let glued_colon = tokens.get(i).is_some_and(|t| t.is_punct(":") && !t.spaced);
+    if !glued_colon {
+        return None;
+    }
+    tokens.get(i + 1).filter(|t| t.raw.len() == 2 && !t.spaced).and_then(Token::int)
+}
+
 /// ":30", "y media", "y cuarto" after an hour.
 fn minutes_at(tokens: &[Token], i: usize) -> Option<(u32, usize)> {
-    let glued_colon = tokens.get(i).is_some_and(|t| t.is_punct(":") && !t.spaced);
-    if glued_colon && let Some(m) = tokens.get(i + 1).filter(|t| t.raw.len() == 2 && !t.spaced).and_then(Token::int) {
+    if let Some(m) = colon_minutes_at(tokens, i) {
         return (m < 60).then_some((m, i + 2));
     }
     if let Some(end) = match_at(tokens, i, "y media") {
@@ -406,6 +414,10 @@ fn time_at(tokens: &[Token], i: usize) -> Option<(NaiveTime, Option<Period>, usi
         return Some((clock(hour, minute, period, short_hour)?, period, end));
     }
     let (hour, next, short_hour) = hour_at(tokens, start)?;
+    if colon_minutes_at(tokens, next).is_some_and(|m| m >= 60) {
+        // "a las 10:60" is no time at all, not 10:00.
+        return None;
+    }
     let (minute, next, has_minutes) = match minutes_at(tokens, next) {
         Some((m, n)) => (m, n, true),
         None => (0, next, false),
@@ -939,6 +951,14 @@ mod tests {
         // Without "a las" or a suffix it is a number, not a time.
         assert_eq!(choice("mañana 10.30"), Some(Day(date(2025, 11, 12))));
         assert_eq!(choice("mañana a las 10.300"), Some(Day(date(2025, 11, 12))));
+    }
+
+    #[test]
+    fn minutes_past_59_are_no_time() {
+        assert_eq!(choice("mañana a las 10:60"), Some(Day(date(2025, 11, 12))));
+        assert_eq!(choice("mañana a las 10:75 hrs"), Some(Day(date(2025, 11, 12))));
+        assert_eq!(choice("mañana a las 10.60"), Some(Day(date(2025, 11, 12))));
+        assert_eq!(choice("mañana a las 10:59"), Some(At(santiago(2025, 11, 12, 10, 59))));
     }
 
     #[test]
