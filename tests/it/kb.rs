@@ -499,6 +499,52 @@ async fn an_update_during_pending_embeds_only_the_latest_text() {
 }
 
 #[tokio::test]
+async fn a_job_replaces_the_stored_chunks_in_place_and_drops_the_surplus() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_broker().await;
+    let long: String = (1..=20)
+        .map(|i| format!("La bodega número {i} mide seis metros cuadrados y se vende por separado del departamento."))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let e = create_ready(&app, &admin, json!({"title": "Bodegas", "content": long})).await;
+    let id = e["id"].as_i64().unwrap();
+    let chunks = e["chunk_count"].as_i64().unwrap();
+    assert!(chunks >= 2, "{e}");
+    let count = |cond: &'static str| {
+        let app = &app;
+        async move { scalar(app, &format!("SELECT count(*) FROM knowledge_chunks WHERE entry_id = {id}{cond}")).await }
+    };
+
+    // Chunks left over from a longer text (as a re-embed finds them) and a stale vector.
+    app.db()
+        .execute_unprepared(&format!(
+            "INSERT INTO knowledge_chunks (entry_id, broker_id, chunk_index, content, embedding, provider, model, source_type) \
+             SELECT entry_id, broker_id, chunk_index + 50, 'texto viejo', embedding, provider, model, source_type \
+             FROM knowledge_chunks WHERE entry_id = {id}; \
+             UPDATE knowledge_chunks SET content = 'texto viejo', provider = 'gemini' WHERE entry_id = {id} AND chunk_index = 0"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(count("").await, 2 * chunks);
+
+    // A redelivery of the job for the current version puts back exactly the entry's chunks.
+    run_job(&app, job_for(&e), 2).await.unwrap();
+    assert_eq!(count("").await, chunks);
+    assert_eq!(count(" AND content = 'texto viejo'").await, 0);
+    assert_eq!(count(" AND provider = 'local'").await, chunks);
+    assert_eq!(
+        scalar(&app, &format!("SELECT max(chunk_index)::bigint FROM knowledge_chunks WHERE entry_id = {id}")).await,
+        chunks - 1
+    );
+    let again = entry(&app, &admin, &e["id"]).await;
+    assert_eq!((again["embedding_status"].clone(), again["chunk_count"].clone()), (json!("ready"), json!(chunks)));
+
+    // The search still finds it through its chunks.
+    let out = search(&app, &admin, json!({"query": "bodega número 7", "min_similarity": 0.0})).await;
+    assert_eq!(out["results"][0]["id"], e["id"]);
+}
+
+#[tokio::test]
 async fn changing_only_metadata_or_source_type_keeps_the_vectors() {
     let app = TestApp::spawn().await;
     let admin = app.new_broker().await;

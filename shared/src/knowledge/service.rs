@@ -336,7 +336,7 @@ fn embedding_text(title: &str, chunk: &str) -> String {
 
 /// The `embedding` job: chunks the entry's content, embeds the chunks (title prepended) with the
 /// configured provider in batches, then, if the entry is still at the job's version, replaces its
-/// chunks and marks it `ready` in one transaction. Provider errors are returned for the queue
+/// chunks and marks it `ready` in one statement ([`repo::store_chunks`]). Provider errors are returned for the queue
 /// runner to retry or dead-letter; see [`mark_failed`].
 #[tracing::instrument(skip_all, fields(broker_id = job.broker_id, entry_id = job.entry_id, version = job.version))]
 pub async fn embed_entry(infra: &Infra, job: &Embedding) -> Result<Embedded> {
@@ -355,38 +355,23 @@ pub async fn embed_entry(infra: &Infra, job: &Embedding) -> Result<Embedded> {
     let vectors =
         embeddings::embed_all(infra, embedder.as_ref(), &texts, Purpose::Document, Some(job.broker_id)).await?;
 
-    let txn = infra.db.begin().await?;
-    // The commit need not wait for its WAL flush (about 4 ms of fsync per job here, which capped the
-    // queue at a few hundred entries per second): the chunks can always be made again, and a commit
-    // lost in a database crash leaves the entry `pending`, which [`requeue_stale`] enqueues again.
-    txn.execute_unprepared("SET LOCAL synchronous_commit = off").await?;
-    let current = match repo::lock_visible(&txn, &ctx, entry.id).await {
-        Ok(e) => e,
-        Err(Error::NotFound(_)) => return Ok(Embedded::Skipped("the entry was deleted")),
-        Err(e) => return Err(e),
-    };
-    if current.version != job.version {
-        return Ok(Embedded::Skipped("the entry changed while it was being embedded"));
-    }
     let chunks = pieces.len();
-    repo::replace_chunks(
-        &txn,
+    let stored = repo::store_chunks(
+        &infra.db,
         &ctx,
-        &current,
-        pieces.into_iter().zip(vectors).collect(),
-        embedder.provider(),
-        embedder.model(),
+        entry.broker_id,
+        repo::EmbeddedChunks {
+            entry_id: entry.id,
+            version: job.version,
+            chunks: pieces.into_iter().zip(vectors).collect(),
+            provider: embedder.provider(),
+            model: embedder.model(),
+        },
     )
     .await?;
-    let mut am = current.into_active_model();
-    am.embedding_status = Set(EmbeddingStatus::Ready.as_str().into());
-    am.embedding_error = Set(None);
-    am.embedding_provider = Set(Some(embedder.provider().to_string()));
-    am.embedding_model = Set(Some(embedder.model().to_string()));
-    am.chunk_count = Set(chunks as i32);
-    am.embedded_at = Set(Some(Utc::now()));
-    am.update(&txn).await?;
-    txn.commit().await?;
+    if !stored {
+        return Ok(Embedded::Skipped("the entry changed while it was being embedded"));
+    }
     tracing::info!(chunks, provider = embedder.provider(), "knowledge base entry embedded");
     Ok(Embedded::Ready { chunks })
 }
