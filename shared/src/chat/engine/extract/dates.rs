@@ -40,6 +40,9 @@ pub(super) struct When {
     pub day: Option<Day>,
     pub time: Option<NaiveTime>,
     pub period: Option<Period>,
+    /// The clause says "la próxima semana" / "la otra semana" / "la semana que viene": a weekday
+    /// named in another clause ("la próxima semana, el martes") is next week's.
+    pub next_week: bool,
 }
 
 impl When {
@@ -48,9 +51,27 @@ impl When {
     }
 
     fn merge(self, other: When) -> When {
-        When { day: self.day.or(other.day), time: self.time.or(other.time), period: self.period.or(other.period) }
+        When {
+            day: self.day.or(other.day),
+            time: self.time.or(other.time),
+            period: self.period.or(other.period),
+            next_week: self.next_week || other.next_week,
+        }
+    }
+
+    /// A weekday moved to next week when some clause said so.
+    fn in_the_week_said(self, today: NaiveDate) -> When {
+        match self.day {
+            Some(day) if self.next_week && day.weekday_named => {
+                When { day: Some(Day { date: weekday_next_week(today, day.date.weekday()), ..day }), ..self }
+            }
+            _ => self,
+        }
     }
 }
+
+/// "la próxima semana", "la otra semana", "la semana que viene", "la semana siguiente".
+const NEXT_WEEK: &[&str] = &["proxima|otra semana", "semana que viene", "semana siguiente"];
 
 /// Santiago wall-clock time to UTC. A time skipped by the DST change (00:00–00:59 on the first
 /// Sunday of September on or after the 2nd) is read one hour later; a repeated one (23:00–23:59
@@ -112,16 +133,13 @@ fn weekday_next_week(today: NaiveDate, weekday: Weekday) -> NaiveDate {
     monday + Duration::days(i64::from(weekday.num_days_from_monday()))
 }
 
-/// The next `day/month` on or after today (this year, else next year).
+/// The next `day/month` on or after today: this year's, else the first later year that has it
+/// ("29 de febrero" said in a common year is the next leap year's; "31 de junio" is no date).
 fn next_date(today: NaiveDate, day: u32, month: u32, year: Option<i32>) -> Option<NaiveDate> {
     if let Some(year) = year {
         return NaiveDate::from_ymd_opt(year, month, day);
     }
-    let this_year = NaiveDate::from_ymd_opt(today.year(), month, day);
-    match this_year {
-        Some(d) if d >= today => Some(d),
-        _ => NaiveDate::from_ymd_opt(today.year() + 1, month, day),
-    }
+    (0..=8).filter_map(|ahead| NaiveDate::from_ymd_opt(today.year() + ahead, month, day)).find(|d| *d >= today)
 }
 
 /// Day `day` of this month, or of the next month when it has passed.
@@ -196,10 +214,11 @@ fn weekday_at(tokens: &[Token], i: usize, today: NaiveDate) -> Option<(Day, usiz
         && words(tokens.get(i.saturating_sub(4)..i).unwrap_or_default())
             .windows(2)
             .any(|w| matches!(w, ["proxima" | "otra", "semana"]));
+    let next_week_after_patterns = ["de la proxima|otra semana", "de la semana que viene|siguiente"];
     let weekday = weekday_of(folded(tokens, i)?)?;
     let prev = i.checked_sub(1).and_then(|p| folded(tokens, p));
     let mut end = i + 1;
-    let next_week_after = match match_at(tokens, end, "de la proxima|otra semana") {
+    let next_week_after = match next_week_after_patterns.iter().find_map(|p| match_at(tokens, end, p)) {
         Some(e) => {
             end = e;
             true
@@ -381,7 +400,8 @@ fn period_at(tokens: &[Token], i: usize, after_hour: bool) -> Option<(Period, us
 fn clock(hour: u32, minute: u32, period: Option<Period>, short_hour: bool) -> Option<NaiveTime> {
     let hour = match period {
         Some(Period::Afternoon | Period::Evening) if hour < 12 => hour + 12,
-        Some(Period::Morning) if hour == 12 => 0,
+        // "12 de la noche" is midnight, "12 de la mañana" too (people say it of 00:00).
+        Some(Period::Morning | Period::Evening) if hour == 12 => 0,
         // "a las 3" means 15:00: nobody books a visit at 3 in the morning.
         None if short_hour && (1..=7).contains(&hour) => hour + 12,
         _ => hour,
@@ -459,7 +479,15 @@ pub(super) fn when_in(tokens: &[Token], today: NaiveDate) -> When {
         }
         i += 1;
     }
-    if let (Some(time), Some(period)) = (when.time, when.period)
+    when.next_week = NEXT_WEEK.iter().any(|p| find(tokens, p).is_some());
+    let midnight = when.period == Some(Period::Evening) && when.time == Some(NaiveTime::MIN);
+    if midnight {
+        // "el sábado a las 12 de la noche": the midnight that ends Saturday.
+        if let Some(day) = when.day.as_mut() {
+            day.date += Duration::days(1);
+            day.weekday_named = false;
+        }
+    } else if let (Some(time), Some(period)) = (when.time, when.period)
         && !period.contains(time)
         && time.hour() < 12
     {
@@ -699,6 +727,8 @@ pub(super) fn appointment(tokens: &[Token], clauses: &[Clause], ctx: &ExtractCtx
         let part = clause.tokens(tokens);
         let said = when_in(part, today);
         if refuses(part, said) {
+            // "mejor otra semana, el lunes": the refusal still says which week.
+            when.next_week |= said.next_week;
             refused = true;
             continue;
         }
@@ -708,7 +738,7 @@ pub(super) fn appointment(tokens: &[Token], clauses: &[Clause], ctx: &ExtractCtx
         when = when.merge(said);
     }
     // "mañana trabajo, pero el sábado puedo": the clause that says "puedo" decides.
-    let when = if available.is_empty() { when } else { available.merge(when) };
+    let when = if available.is_empty() { when } else { available.merge(when) }.in_the_week_said(today);
     let scheduling = asked || when.time.is_some() || talks_about_scheduling(tokens);
     if !when.is_empty()
         && scheduling
@@ -884,10 +914,35 @@ mod tests {
             ("el 10 de noviembre de 2026", Some(Day(date(2026, 11, 10)))),
             ("el 1ro de diciembre", Some(Day(date(2025, 12, 1)))),
             ("el fin de semana", Some(Day(date(2025, 11, 15)))),
+            // The week said in its own clause moves the weekday of another.
+            ("la próxima semana, el miércoles", Some(Day(date(2025, 11, 19)))),
+            ("la semana que viene. El jueves", Some(Day(date(2025, 11, 20)))),
+            ("el viernes de la semana que viene", Some(Day(date(2025, 11, 21)))),
+            ("el viernes de la semana siguiente", Some(Day(date(2025, 11, 21)))),
+            ("mejor otra semana, el miércoles", Some(Day(date(2025, 11, 19)))),
+            ("la próxima semana, el 13", None),
+            // A date that only some years have is the next year's that has it; one no year has is none.
+            ("el 29 de febrero", Some(Day(date(2028, 2, 29)))),
+            ("el 29 de febrero de 2028", Some(Day(date(2028, 2, 29)))),
+            ("el 31 de junio", None),
+            ("el 30 de febrero", None),
         ];
         for &(text, want) in cases {
             assert_eq!(choice(text), want, "{text}");
         }
+    }
+
+    #[test]
+    fn twelve_at_night_is_the_midnight_that_ends_the_day() {
+        assert_eq!(choice("el sábado a las 12 de la noche"), Some(At(santiago(2025, 11, 16, 0, 0))));
+        assert_eq!(choice("a las 12 de la noche"), Some(At(santiago(2025, 11, 12, 0, 0))));
+        assert_eq!(choice("el 20 de noviembre a las 12 de la noche"), Some(At(santiago(2025, 11, 21, 0, 0))));
+        // Noon stays noon.
+        assert_eq!(choice("el sábado a las 12"), Some(At(santiago(2025, 11, 15, 12, 0))));
+        assert_eq!(choice("el sábado a las 12 del día"), Some(At(santiago(2025, 11, 15, 12, 0))));
+        assert_eq!(choice("el sábado a las 12 de la tarde"), Some(At(santiago(2025, 11, 15, 12, 0))));
+        // "11 de la noche" is 23:00 of that day.
+        assert_eq!(choice("el sábado a las 11 de la noche"), Some(At(santiago(2025, 11, 15, 23, 0))));
     }
 
     #[test]
