@@ -19,6 +19,8 @@ import signal
 import sys
 import time
 
+from http1 import read_request
+
 REPLY = "¡Hola! Con gusto te ayudo a encontrar tu próxima propiedad. ¿En qué comuna te gustaría vivir?"
 
 
@@ -58,18 +60,10 @@ class Fake:
     async def handle(self, reader, writer):
         try:
             while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+                request = await read_request(reader)
+                if request is None:
                     return
-                lines = head.decode("latin-1").split("\r\n")
-                parts = lines[0].split(" ")
-                path = parts[1] if len(parts) > 1 else ""
-                length = 0
-                for h in lines[1:]:
-                    if h.lower().startswith("content-length:"):
-                        length = int(h.split(":", 1)[1].strip())
-                body = await reader.readexactly(length) if length else b""
+                path, body = request
                 self.requests += 1
                 self.in_flight += 1
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)

@@ -29,6 +29,8 @@ import math
 import sys
 import time
 
+from http1 import read_request
+
 WINDOW_S = 2.0  # shared::channels::inbound::COALESCE
 
 POOL = [
@@ -73,18 +75,10 @@ class Fake:
         self.handlers.add(asyncio.current_task())
         try:
             while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, ConnectionError):
+                request = await read_request(reader)
+                if request is None:
                     return
-                lines = head.decode("latin-1").split("\r\n")
-                parts = lines[0].split(" ")
-                path = parts[1] if len(parts) > 1 else ""
-                length = 0
-                for h in lines[1:]:
-                    if h.lower().startswith("content-length:"):
-                        length = int(h.split(":", 1)[1].strip())
-                body = await reader.readexactly(length) if length else b""
+                path, body = request
                 arrived = time.monotonic()
                 if path.endswith("/sendMessage"):
                     try:
