@@ -305,6 +305,11 @@ def notes_for(r: dict) -> str:
             f"{fmt(r.get('ready'))}/{fmt(r.get('entries'))} entries ({fmt(r.get('chunks'))} chunks) embedded by one worker "
             f"in {fmt(r.get('embed_s'), 2)} s, concurrency {fmt(r.get('worker_concurrency'))}"
         )
+        if r.get("floor_insert_s") is not None:
+            notes.append(
+                f"indexing floor: the same vectors inserted by SQL alone into the same HNSW indexes took "
+                f"{fmt(r.get('floor_insert_s'), 2)} s ({fmt(r.get('floor_entries_per_sec'))} entries/s)"
+            )
     if s == "available_slots":
         notes.append(
             f"{fmt(r.get('window_days'))}-day window, {fmt(r.get('agents'))} agents, {fmt(r.get('appointments_booked'))} "

@@ -682,6 +682,8 @@ async fn embed(infra: &Infra, broker: i64) -> anyhow::Result<serde_json::Value> 
     }
     let rate = if elapsed > 0.0 { ready as f64 / elapsed } else { 0.0 };
     eprintln!("[kb_bench] {ready} entries ready ({chunks} chunks) in {elapsed:.2} s: {rate:.0} entries/s");
+    let floor_s = insert_floor(db, broker, first).await?;
+    eprintln!("[kb_bench] the same {chunks} vectors inserted by SQL alone into the same indexes: {floor_s:.2} s");
     Ok(json!({
         "entries": n,
         "ready": ready,
@@ -698,7 +700,48 @@ async fn embed(infra: &Infra, broker: i64) -> anyhow::Result<serde_json::Value> 
         "worker_concurrency": infra.settings.worker_concurrency,
         "stalled": stalled,
         "errors": failed + (n as i64 - ready - failed),
+        "floor_insert_s": round(floor_s, 3),
+        "floor_entries_per_sec": round(if floor_s > 0.0 { ready as f64 / floor_s } else { 0.0 }, 1),
+        "floor_note": "the same chunks' vectors inserted again by SQL alone (two sessions, one INSERT … SELECT each, \
+                       no application, no queue) into a scratch table with the same per-kind HNSW indexes: \
+                       the database's own cost of indexing them",
     }))
+}
+
+/// The database's own cost of indexing the embedded chunks: seconds to insert the same vectors, in
+/// the same order, into an empty scratch table with the same per-kind HNSW indexes (migration
+/// `000014`), from two sessions at once (one per core), with the same asynchronous commit as the
+/// job. No application and no queue are involved, so `kb_embed` cannot be faster than this.
+async fn insert_floor(db: &sea_orm::DatabaseConnection, broker: i64, first: i64) -> anyhow::Result<f64> {
+    let mut ddl = String::from(
+        "DROP TABLE IF EXISTS kb_bench_floor; \
+         CREATE TABLE kb_bench_floor (id bigint PRIMARY KEY, source_type varchar(20) NOT NULL, embedding vector(768) NOT NULL);",
+    );
+    for kind in shared::knowledge::SourceType::ALL {
+        let k = kind.as_str();
+        ddl.push_str(&format!(
+            "CREATE INDEX kb_bench_floor_{k} ON kb_bench_floor \
+                 USING hnsw ((embedding::halfvec(768)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64) \
+                 WHERE source_type = '{k}';"
+        ));
+    }
+    db.execute_unprepared(&ddl).await?;
+    let half = |parity: i64| async move {
+        let txn = db.begin().await?;
+        txn.execute_unprepared("SET LOCAL synchronous_commit = off").await?;
+        txn.execute_unprepared(&format!(
+            "INSERT INTO kb_bench_floor SELECT id, source_type, embedding FROM knowledge_chunks \
+             WHERE broker_id = {broker} AND entry_id >= {first} AND id % 2 = {parity} ORDER BY id"
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok::<_, anyhow::Error>(())
+    };
+    let t = Instant::now();
+    tokio::try_join!(half(0), half(1))?;
+    let secs = t.elapsed().as_secs_f64();
+    db.execute_unprepared("DROP TABLE kb_bench_floor").await?;
+    Ok(secs)
 }
 
 /// User + system CPU seconds of a process, from `/proc/{pid}/stat` (clock ticks of 1/100 s).
