@@ -510,20 +510,25 @@ fn unclean(answers: &[Answer], allow_503: bool) -> Vec<&Answer> {
         .collect()
 }
 
-/// The traffic of one test: webhook messages from `chats` distinct Telegram chats, one message
-/// each, started `spacing` apart, each delivered again (as Telegram does) until it gets a 200.
+/// The traffic of one test: webhook messages from distinct Telegram chats (`first_chat`, then up),
+/// one message each, started `spacing` apart until at least `min_chats` are under way and `stop`
+/// is set (so the traffic spans the whole fault, however long it takes), each delivered again (as
+/// Telegram does) until it gets a 200. Ends with every answer and the number of chats.
 pub fn webhook_traffic(
     client: &Client,
     first_chat: i64,
-    chats: i64,
+    min_chats: i64,
     spacing: Duration,
-) -> tokio::task::JoinHandle<Vec<Answer>> {
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(Vec<Answer>, i64)> {
     let client = client.clone();
     tokio::spawn(async move {
         let mut tasks = Vec::new();
-        for i in 0..chats {
+        let mut chats = 0;
+        while chats < min_chats || (!stop.load(Ordering::Relaxed) && chats < 20 * min_chats) {
             let client = client.clone();
-            let chat = first_chat + i;
+            let chat = first_chat + chats;
+            chats += 1;
             tasks.push(tokio::spawn(async move {
                 let mut answers = Vec::new();
                 let deadline = Instant::now() + Duration::from_secs(90);
@@ -543,7 +548,7 @@ pub fn webhook_traffic(
         for t in tasks {
             all.extend(t.await.expect("a webhook task"));
         }
-        all
+        (all, chats)
     })
 }
 
@@ -749,16 +754,32 @@ impl World {
         .await
     }
 
-    /// SIGKILLs worker `i` at a moment when it holds (`with_claim`) or does not hold an unrecorded
-    /// outbound effect: the worker is frozen (SIGSTOP), its claims are read, and it is killed frozen
-    /// if the moment is right, else thawed and tried again.
+    /// Channel jobs `worker` has fetched and not acknowledged (its apalis in-flight sets).
+    pub async fn inflight_of(&self, worker: &str) -> u64 {
+        let mut conn = self.infra.redis.clone();
+        let mut total = 0;
+        for q in TRAFFIC_QUEUES {
+            let pattern = format!("{}:inflight:{worker}*", shared::jobs::namespace(self.infra.prefix(), q));
+            let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await.expect("KEYS");
+            for key in keys {
+                let n: u64 = redis::cmd("SCARD").arg(&key).query_async(&mut conn).await.expect("SCARD");
+                total += n;
+            }
+        }
+        total
+    }
+
+    /// SIGKILLs worker `i` at a moment when it has jobs in flight and holds (`with_claim`) or does
+    /// not hold an unrecorded outbound effect: the worker is frozen (SIGSTOP), its state is read,
+    /// and it is killed frozen if the moment is right, else thawed and tried again.
     pub async fn kill_worker(&mut self, i: usize, with_claim: bool) {
         let name = self.workers[i].name.clone();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             self.workers[i].freeze();
             let claims = self.claims_of(&name).await;
-            if (claims > 0) == with_claim {
+            let inflight = self.inflight_of(&name).await;
+            if inflight > 0 && (claims > 0) == with_claim {
                 self.workers[i].kill();
                 return;
             }
