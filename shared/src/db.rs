@@ -75,16 +75,26 @@ pub fn unique_constraint(err: &DbErr) -> Option<String> {
     }
 }
 
-/// True when the error means the database could not be reached (not a bad query).
+/// True when the error means the database could not be reached (not a bad query): no connection,
+/// or the server ending the session — SQLSTATE class 08 (connection exception) and 57P01–57P03
+/// (`terminating connection due to administrator command` when it shuts down or restarts, crash
+/// shutdown, `the database system is starting up / shutting down`).
 pub fn is_connection_error(err: &DbErr) -> bool {
     use sea_orm::sqlx::Error as SqlxError;
     match err {
         DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
-        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) => {
-            matches!(e.as_ref(), SqlxError::Io(_) | SqlxError::PoolTimedOut | SqlxError::PoolClosed | SqlxError::Tls(_))
-        }
+        DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            SqlxError::Io(_) | SqlxError::PoolTimedOut | SqlxError::PoolClosed | SqlxError::Tls(_) => true,
+            SqlxError::Database(db) => db.code().is_some_and(|c| is_unavailable_state(&c)),
+            _ => false,
+        },
         _ => false,
     }
+}
+
+/// SQLSTATEs of a server that is going away or not accepting sessions (see [`is_connection_error`]).
+fn is_unavailable_state(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
 }
 
 /// A row offset PostgreSQL can take: bound parameters are signed 64-bit, and the SQL layer panics on
@@ -96,6 +106,16 @@ pub fn offset(n: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_ending_sessions_is_unavailable_not_a_bad_query() {
+        for code in ["57P01", "57P02", "57P03", "08006", "08003"] {
+            assert!(is_unavailable_state(code), "{code}");
+        }
+        for code in ["23505", "42P01", "57014", "40001"] {
+            assert!(!is_unavailable_state(code), "{code}");
+        }
+    }
 
     #[test]
     fn splits_database_urls() {

@@ -126,32 +126,58 @@ where
     if taken_over {
         tracing::warn!(key = effect.key, kind = effect.kind, "taking over the stale claim of a holder that died");
         if let Some(result) = check().await? {
-            record_done(db, effect.key, holder, &result).await?;
+            record_done(db, effect.key, holder, &result, lease / 2).await?;
             return Ok(Outcome::AlreadyDone(result));
         }
     }
+    // From here the claim must be resolved (done, or released on failure) while this holder still
+    // owns it: a claim left behind blocks every retry with `effect_in_progress` until its lease
+    // ends, and is then performed again. So a database that is briefly unreachable is waited for.
+    let patience = lease / 2;
     match perform().await {
         Ok(result) => {
-            record_done(db, effect.key, holder, &result).await?;
+            record_done(db, effect.key, holder, &result, patience).await?;
             Ok(Outcome::Performed(result))
         }
         Err(e) => {
-            db.execute_raw(stmt(
+            let release = stmt(
                 "DELETE FROM performed_effects WHERE idempotency_key = $1 AND claimed_by = $2 AND status = 'claimed'",
                 vec![effect.key.into(), holder.into()],
-            ))
-            .await?;
+            );
+            execute_patiently(db, release, patience).await?;
             Err(e)
         }
     }
 }
 
-async fn record_done(db: &DatabaseConnection, key: &str, holder: &str, result: &Value) -> Result<()> {
-    db.execute_raw(stmt(
+async fn record_done(
+    db: &DatabaseConnection,
+    key: &str,
+    holder: &str,
+    result: &Value,
+    patience: Duration,
+) -> Result<()> {
+    let done = stmt(
         "UPDATE performed_effects SET status = 'done', result = $2, completed_at = now() \
          WHERE idempotency_key = $1 AND claimed_by = $3",
         vec![key.into(), result.clone().into(), holder.into()],
-    ))
-    .await?;
-    Ok(())
+    );
+    execute_patiently(db, done, patience).await
+}
+
+/// Runs `statement`, trying again while the database is unreachable, for up to `patience`.
+async fn execute_patiently(db: &DatabaseConnection, statement: Statement, patience: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match db.execute_raw(statement.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if crate::db::is_connection_error(&e) && tokio::time::Instant::now() + wait < deadline => {
+                tracing::warn!(error = %e, "the database is unreachable while an effect is recorded; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

@@ -13,6 +13,8 @@ mod brokers;
 mod calendar;
 mod campaigns;
 mod channels;
+mod chaos;
+mod chaos_harness;
 mod chat;
 mod conversations;
 mod crash;

@@ -142,12 +142,15 @@ pub async fn answer(infra: &Infra, job: &LlmReply, holder: &str) -> Result<Answe
     let Some(reply) = reply_row(infra, job, &row.provider).await? else { return Ok(Answered::NoReply) };
     if reply.status == "sent" && reply.provider_metadata.as_ref().is_none_or(|m| m.get("provider_message_id").is_none())
     {
-        // The turn stored it as `sent`; it is not, until the provider took it.
+        // The turn stored it as `sent`; it is not, until the provider took it. Another job of the
+        // same message (a redelivery) may have delivered it since `reply` was read: a row with the
+        // provider's id stays `sent` (`deliver` returns early for it and would not mend it).
         infra
             .db
             .execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "UPDATE chat_messages SET status = 'pending' WHERE id = $1 AND status = 'sent'",
+                "UPDATE chat_messages SET status = 'pending' WHERE id = $1 AND status = 'sent' \
+                   AND provider_metadata->>'provider_message_id' IS NULL",
                 [reply.id.into()],
             ))
             .await?;
