@@ -359,6 +359,17 @@ async fn a_provider_that_keeps_failing_dead_letters_the_reply_with_its_error() {
     let out = msgs.iter().find(|m| m.0 == "out").unwrap();
     assert_eq!(out.1, "failed", "not silently sent: {out:?}");
     assert!(out.3["error"].as_str().unwrap().contains("HTTP 500"));
+    // Five failures in a row opened the Telegram breaker, which /health reports.
+    let health = body(app.client().get("/health").send().await).await;
+    assert_eq!(health["circuit_breakers"]["telegram"], "open", "{health}");
+    assert_eq!(
+        shared::integrations::breaker::TELEGRAM.state(app.infra()).await,
+        shared::integrations::breaker::State::Open
+    );
+    // As if its 60 s cooldown had passed and a trial had closed it again.
+    let mut redis = app.infra().redis.clone();
+    let key = format!("{}:breaker:telegram", app.infra().prefix());
+    let _: () = redis::cmd("DEL").arg(&key).arg(format!("{key}:trial")).query_async(&mut redis).await.unwrap();
 
     // A refusal (chat not found) is dead at once.
     fake.set(|s| {

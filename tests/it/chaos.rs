@@ -213,12 +213,10 @@ async fn chaos_telegram_failing_then_hanging_still_gets_every_message_answered_o
     telegram_outage(4_000_000, false).await;
 }
 
-/// SPEC §3 `/health` `circuit_breakers.telegram` (reference §12.3: 5 failures / 60 s): the breaker
-/// exists and is reported, but `channels::telegram::send_message` (and WhatsApp's sends) do not go
-/// through it, so it stays `closed` through any outage.
+/// SPEC §3 `/health` `circuit_breakers.telegram` (reference §12.3: 5 failures / 60 s): an outage
+/// opens the Telegram breaker, `/health` reports it, and once it lets calls through again every
+/// message is answered once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "product bug: Telegram/WhatsApp sends bypass their circuit breakers, so /health never reports a \
-            provider outage (wiring them changes what tests/it/channels.rs's failure tests observe)"]
 async fn chaos_a_telegram_outage_opens_its_breaker_on_health() {
     telegram_outage(4_500_000, true).await;
 }

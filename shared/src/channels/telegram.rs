@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::inbound::InboundMessage;
 use crate::Infra;
 use crate::error::Result;
-use crate::integrations::{http, send_json};
+use crate::integrations::{breaker, http, send_json};
 
 const SERVICE: &str = "telegram";
 
@@ -112,12 +112,13 @@ fn url(infra: &Infra, token: &str, method: &str) -> String {
     format!("{}/bot{token}/{method}", infra.settings.providers.telegram_api_base.trim_end_matches('/'))
 }
 
-/// `sendMessage` in HTML parse mode (the text escaped); returns the sent message's id.
+/// `sendMessage` in HTML parse mode (the text escaped); returns the sent message's id. Through the
+/// Telegram circuit breaker: while the Bot API keeps failing, sends fail at once (and retry later).
 pub async fn send_message(infra: &Infra, token: &str, chat_id: &str, text: &str) -> Result<String> {
     let chat: Value = chat_id.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(chat_id));
     let body = json!({"chat_id": chat, "text": super::html_escape(text), "parse_mode": "HTML"});
     let req = http().post(url(infra, token, "sendMessage")).timeout(infra.settings.providers.timeout).json(&body);
-    let resp = send_json(SERVICE, req).await?;
+    let resp = breaker::TELEGRAM.call(infra, || send_json(SERVICE, req)).await?;
     Ok(resp.get("result").and_then(|r| r.get("message_id")).and_then(str_of).unwrap_or_default())
 }
 

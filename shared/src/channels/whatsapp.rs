@@ -7,7 +7,7 @@ use super::config::WhatsAppCreds;
 use super::inbound::InboundMessage;
 use crate::Infra;
 use crate::error::Result;
-use crate::integrations::{http, send_json};
+use crate::integrations::{breaker, http, send_json};
 
 const SERVICE: &str = "whatsapp";
 
@@ -124,6 +124,7 @@ pub struct TemplateMessage {
     pub parameters: Vec<String>,
 }
 
+/// One Graph API `messages` call, through the WhatsApp circuit breaker.
 async fn post(infra: &Infra, creds: &WhatsAppCreds, body: Value) -> Result<Value> {
     let url = format!(
         "{}/{}/messages",
@@ -131,7 +132,7 @@ async fn post(infra: &Infra, creds: &WhatsAppCreds, body: Value) -> Result<Value
         creds.phone_number_id
     );
     let req = http().post(url).bearer_auth(&creds.access_token).timeout(infra.settings.providers.timeout).json(&body);
-    send_json(SERVICE, req).await
+    breaker::WHATSAPP.call(infra, || send_json(SERVICE, req)).await
 }
 
 fn wamid_of(resp: &Value) -> String {
