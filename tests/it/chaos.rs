@@ -32,6 +32,39 @@ fn outage_answers(answers: &[Answer]) -> usize {
     answers.iter().filter(|a| a.status == Some(503)).count()
 }
 
+/// The live traffic of a test: its first chat, its stop flag and its two senders.
+struct Traffic {
+    first: i64,
+    stop: Arc<AtomicBool>,
+    hooks: tokio::task::JoinHandle<(Vec<Answer>, i64)>,
+    chats: tokio::task::JoinHandle<Vec<Answer>>,
+}
+
+/// The end of a dependency's outage (down since `down`, 2 s at least): `bring_up` brings it back,
+/// the API must serve again within the target and take the probe's chat (`first - 1`, refused
+/// during the outage) when it is delivered again; then the traffic stops, every answer is a
+/// success or a 503 with a code, some met the outage, and every chat is answered exactly once.
+async fn end_outage(mut world: World, name: &str, down: Instant, bring_up: impl FnOnce(&mut World), t: Traffic) {
+    let held = Duration::from_secs(2).saturating_sub(down.elapsed());
+    tokio::time::sleep(held).await;
+    tokio::task::block_in_place(|| bring_up(&mut world));
+    let recovery = world.recovery_time().await;
+    assert!(recovery <= RECOVERY_TARGET, "the API took {recovery:?} to recover after {name} came back");
+    eprintln!("chaos {name}: the API served again {recovery:?} after it was back");
+    // The probe's chat, delivered again like Telegram would.
+    let again = world.client.webhook(1, t.first - 1, 1, "hola").await;
+    assert_eq!(again.status, Some(200), "{again:?}");
+
+    t.stop.store(true, Ordering::Relaxed);
+    let (answers, n) = t.hooks.await.unwrap();
+    let chat_answers = t.chats.await.unwrap();
+    world.assert_clean(&answers, true);
+    world.assert_clean(&chat_answers, true);
+    assert!(outage_answers(&answers) > 0, "no webhook met the outage; the test proves nothing");
+    world.settle(t.first - 1..t.first + n, Duration::from_secs(75), false).await;
+    world.assert_exactly_once(t.first - 1..t.first + n).await;
+}
+
 /// SIGKILL of one worker mid-traffic (SPEC §8: its in-flight jobs run again on the other worker).
 /// `with_claim`: killed while it holds an unrecorded Telegram send (see the ignored test).
 async fn kill_a_worker_mid_traffic(with_claim: bool, first: i64) {
@@ -96,24 +129,7 @@ async fn chaos_a_redis_restart_loses_and_duplicates_no_reply_and_the_api_recover
     assert_eq!(probe.status, Some(503), "a webhook while Redis is down: {probe:?}");
     assert_eq!(probe.code(), Some("service_unavailable"), "{probe:?}");
     assert!(probe.elapsed < REQUEST_TIMEOUT, "{probe:?}");
-    let held = Duration::from_secs(2).saturating_sub(down.elapsed());
-    tokio::time::sleep(held).await;
-    tokio::task::block_in_place(|| world.redis.up());
-    let recovery = world.recovery_time().await;
-    assert!(recovery <= RECOVERY_TARGET, "the API took {recovery:?} to recover after Redis came back");
-    eprintln!("chaos redis: the API served again {recovery:?} after Redis was back");
-    // The probe's chat, delivered again like Telegram would.
-    let again = world.client.webhook(1, first - 1, 1, "hola").await;
-    assert_eq!(again.status, Some(200), "{again:?}");
-
-    stop.store(true, Ordering::Relaxed);
-    let (answers, n) = hooks.await.unwrap();
-    let chat_answers = chats.await.unwrap();
-    world.assert_clean(&answers, true);
-    world.assert_clean(&chat_answers, true);
-    assert!(outage_answers(&answers) > 0, "no webhook met the outage; the test proves nothing");
-    world.settle(first - 1..first + n, Duration::from_secs(75), false).await;
-    world.assert_exactly_once(first - 1..first + n).await;
+    end_outage(world, "Redis", down, |w| w.redis.up(), Traffic { first, stop, hooks, chats }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,23 +161,7 @@ async fn chaos_a_postgres_restart_loses_and_duplicates_no_reply_and_the_api_reco
     let hook = world.client.webhook(1, first - 1, 1, "hola").await;
     assert_eq!(hook.status, Some(503), "a webhook while the database is down: {hook:?}");
     assert_eq!(hook.code(), Some("service_unavailable"), "{hook:?}");
-    let held = Duration::from_secs(2).saturating_sub(down.elapsed());
-    tokio::time::sleep(held).await;
-    tokio::task::block_in_place(|| world.pg.up());
-    let recovery = world.recovery_time().await;
-    assert!(recovery <= RECOVERY_TARGET, "the API took {recovery:?} to recover after PostgreSQL came back");
-    eprintln!("chaos postgres: the API served again {recovery:?} after PostgreSQL was back");
-    let again = world.client.webhook(1, first - 1, 1, "hola").await;
-    assert_eq!(again.status, Some(200), "{again:?}");
-
-    stop.store(true, Ordering::Relaxed);
-    let (answers, n) = hooks.await.unwrap();
-    let chat_answers = chats.await.unwrap();
-    world.assert_clean(&answers, true);
-    world.assert_clean(&chat_answers, true);
-    assert!(outage_answers(&answers) > 0, "no webhook met the outage; the test proves nothing");
-    world.settle(first - 1..first + n, Duration::from_secs(75), false).await;
-    world.assert_exactly_once(first - 1..first + n).await;
+    end_outage(world, "PostgreSQL", down, |w| w.pg.up(), Traffic { first, stop, hooks, chats }).await;
 }
 
 /// Telegram answers 500 three times, then every call hangs past `PROVIDER_TIMEOUT_MS` (1 s), for
