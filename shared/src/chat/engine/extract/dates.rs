@@ -5,7 +5,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 
 use super::money::words_number;
-use super::tokens::{Clause, Kind, Token, find, has, match_at, words};
+use super::tokens::{Clause, Kind, Token, find, has, match_at};
 use super::{AppointmentChoice, ExtractCtx};
 use crate::leads::model::TZ;
 
@@ -207,27 +207,16 @@ fn day_at(tokens: &[Token], i: usize, today: NaiveDate) -> Option<(Day, usize)> 
     written_date_at(tokens, i, today)
 }
 
-/// "el martes", "este martes", "el próximo martes", "el martes de la próxima semana",
-/// "la próxima semana el martes".
+/// "el martes", "este martes", "el próximo martes", "el martes de la próxima semana" (the week is
+/// read for the whole clause by [`when_in`], see [`NEXT_WEEK`]; here its words are only passed).
 fn weekday_at(tokens: &[Token], i: usize, today: NaiveDate) -> Option<(Day, usize)> {
-    let next_week_before = i >= 3
-        && words(tokens.get(i.saturating_sub(4)..i).unwrap_or_default())
-            .windows(2)
-            .any(|w| matches!(w, ["proxima" | "otra", "semana"]));
-    let next_week_after_patterns = ["de la proxima|otra semana", "de la semana que viene|siguiente"];
     let weekday = weekday_of(folded(tokens, i)?)?;
     let prev = i.checked_sub(1).and_then(|p| folded(tokens, p));
-    let mut end = i + 1;
-    let next_week_after = match next_week_after_patterns.iter().find_map(|p| match_at(tokens, end, p)) {
-        Some(e) => {
-            end = e;
-            true
-        }
-        None => false,
-    };
-    let date = if next_week_before || next_week_after {
-        weekday_next_week(today, weekday)
-    } else if matches!(prev, Some("este" | "esta")) && today.weekday() == weekday {
+    let end = ["de la proxima|otra semana", "de la semana que viene|siguiente"]
+        .iter()
+        .find_map(|p| match_at(tokens, i + 1, p))
+        .unwrap_or(i + 1);
+    let date = if matches!(prev, Some("este" | "esta")) && today.weekday() == weekday {
         today
     } else {
         next_weekday(today, weekday)
@@ -480,6 +469,7 @@ pub(super) fn when_in(tokens: &[Token], today: NaiveDate) -> When {
         i += 1;
     }
     when.next_week = NEXT_WEEK.iter().any(|p| find(tokens, p).is_some());
+    when = when.in_the_week_said(today);
     let midnight = when.period == Some(Period::Evening) && when.time == Some(NaiveTime::MIN);
     if midnight {
         // "el sábado a las 12 de la noche": the midnight that ends Saturday.
