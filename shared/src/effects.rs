@@ -123,17 +123,17 @@ where
             _ => Err(Error::conflict("effect_in_progress", format!("effect {} is being performed", effect.key))),
         };
     }
-    if taken_over {
-        tracing::warn!(key = effect.key, kind = effect.kind, "taking over the stale claim of a holder that died");
-        if let Some(result) = check().await? {
-            record_done(db, effect.key, holder, &result, lease / 2).await?;
-            return Ok(Outcome::AlreadyDone(result));
-        }
-    }
     // From here the claim must be resolved (done, or released on failure) while this holder still
     // owns it: a claim left behind blocks every retry with `effect_in_progress` until its lease
     // ends, and is then performed again. So a database that is briefly unreachable is waited for.
     let patience = lease / 2;
+    if taken_over {
+        tracing::warn!(key = effect.key, kind = effect.kind, "taking over the stale claim of a holder that died");
+        if let Some(result) = check().await? {
+            record_done(db, effect.key, holder, &result, patience).await?;
+            return Ok(Outcome::AlreadyDone(result));
+        }
+    }
     match perform().await {
         Ok(result) => {
             record_done(db, effect.key, holder, &result, patience).await?;
